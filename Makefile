@@ -1,0 +1,61 @@
+# edgetier: `make run` starts the default system, `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
+GO            ?= go
+CADDY_VERSION := v2.11.9
+XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
+STATICCHECK   := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+VIDEO_DIR     ?= $(CURDIR)/testdata
+GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod go.sum $(shell find dashboard -type f 2>/dev/null)
+
+# System packages the tests use: Chromium (browser tests), Prometheus and
+# promtool, ffmpeg/ffprobe, and the peer load balancers of the benchmarks.
+APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy
+APT_COMMANDS := chromium prometheus ffprobe wrk nginx haproxy
+
+.PHONY: all build run test test-unit test-integration lint bench deps clean
+
+all: build
+
+build: bin/caddy bin/edgeagent
+
+bin/caddy: $(GO_SOURCES)
+	@mkdir -p bin
+	XCADDY_SKIP_CLEANUP=0 $(XCADDY) build $(CADDY_VERSION) --output $@ --with github.com/edgetier/edgetier=./
+
+bin/edgeagent: $(GO_SOURCES)
+	@mkdir -p bin
+	$(GO) build -o $@ ./cmd/edgeagent
+
+run: build
+	@VIDEO_DIR=$(VIDEO_DIR) ./scripts/run.sh
+
+deps:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# Every test, against the binary built once above. Integration tests fail
+# (never skip) when EDGETIER_CADDY is set; a skip anywhere fails the run.
+test: deps build lint
+	@mkdir -p build
+	EDGETIER_CADDY=$(CURDIR)/bin/caddy EDGETIER_AGENT=$(CURDIR)/bin/edgeagent \
+	  $(GO) test -p 1 -count=1 -timeout 20m -v ./... 2>&1 | tee build/test.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS|panic)' | grep -v '^=== RUN'
+	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
+	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
+	@echo "all tests passed"
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./caddymodule/ | tee build/bench.txt
+
+clean:
+	rm -rf bin build

@@ -1,0 +1,165 @@
+package edgeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is what an agent needs to know about its edge.
+type Config struct {
+	Name     string
+	Interval time.Duration // sampling interval
+	Capacity *Capacity     // advertised to the balancer when set
+}
+
+// Agent samples its edge and keeps the latest report. Reports are served
+// from memory; sampling happens on the agent's own goroutine, so a report
+// request never waits for a sample.
+type Agent struct {
+	cfg       Config
+	resources ResourceSampler
+	requests  CounterSource
+	// live, when set, gives the exact number of streams at report time.
+	live   func() int64
+	logger *slog.Logger
+
+	state    atomic.Value // State
+	seq      atomic.Uint64
+	latest   atomic.Pointer[Report]
+	failures atomic.Uint64 // samples that failed
+
+	mu       sync.Mutex // guards prev and prevResp, used by sample only
+	prev     Counters
+	prevResp float64
+	prevSent uint64
+	havePrev bool
+}
+
+// NewAgent returns an agent in state ready. requests may be a *Meter, whose
+// in-flight count is then read live for each report.
+func NewAgent(cfg Config, resources ResourceSampler, requests CounterSource, logger *slog.Logger) (*Agent, error) {
+	if cfg.Interval <= 0 {
+		return nil, errors.New("interval must be positive")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, resources: resources, requests: requests, logger: logger}
+	if m, ok := requests.(*Meter); ok {
+		a.live = m.InFlight
+	}
+	a.state.Store(StateReady)
+	return a, nil
+}
+
+// Name is the edge's name.
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// State returns the edge's state.
+func (a *Agent) State() State { return a.state.Load().(State) }
+
+// SetState changes the state; the next report carries it.
+func (a *Agent) SetState(s State) { a.state.Store(s) }
+
+// SampleFailures counts samples that could not be taken.
+func (a *Agent) SampleFailures() uint64 { return a.failures.Load() }
+
+// Report returns the latest report, with the state and (for an in-process
+// meter) the number of streams as they are now.
+func (a *Agent) Report() Report {
+	var r Report
+	if p := a.latest.Load(); p != nil {
+		r = *p
+	} else {
+		r = Report{Schema: SchemaVersion, Edge: a.cfg.Name, Timestamp: time.Now(),
+			IntervalSeconds: a.cfg.Interval.Seconds(), Capacity: a.cfg.Capacity}
+	}
+	r.State = a.State()
+	if a.live != nil {
+		r.Streams = float64(max(a.live(), 0))
+	}
+	return r
+}
+
+// Run samples every interval until ctx ends. The first sample is taken at
+// once, so a report exists as soon as Run starts.
+func (a *Agent) Run(ctx context.Context) {
+	defer func() {
+		if err := recover(); err != nil {
+			a.logger.Error("agent sampler panicked", "panic", err, "stack", string(debug.Stack()))
+		}
+	}()
+	a.Sample(ctx)
+	// A random phase keeps the agents of many edges from sampling in step.
+	timer := time.NewTimer(time.Duration(rand.Int64N(int64(a.cfg.Interval))))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			a.Sample(ctx)
+			timer.Reset(a.cfg.Interval)
+		}
+	}
+}
+
+// Sample takes one sample now and makes it the latest report.
+func (a *Agent) Sample(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Interval)
+	defer cancel()
+	res, resErr := a.resources.Sample(ctx)
+	cur, reqErr := a.requests.Counters()
+	if err := errors.Join(resErr, reqErr); err != nil {
+		a.failures.Add(1)
+		a.logger.Warn("sampling edge", "edge", a.cfg.Name, "error", err)
+		if reqErr != nil {
+			// Without request figures the rates would be wrong: keep the last report.
+			return
+		}
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := Report{
+		Schema:          SchemaVersion,
+		Edge:            a.cfg.Name,
+		Timestamp:       time.Now().UTC(),
+		Seq:             a.seq.Add(1),
+		IntervalSeconds: a.cfg.Interval.Seconds(),
+		Scope:           res.Scope,
+		State:           a.State(),
+		CPUPercent:      res.CPUPercent,
+		MemoryPercent:   res.MemoryPercent,
+		Streams:         float64(max(cur.InFlight, 0)),
+		Capacity:        a.cfg.Capacity,
+	}
+	if a.havePrev {
+		wall := cur.ObservedAt.Sub(a.prev.ObservedAt).Seconds()
+		if wall > 0 && cur.Requests >= a.prev.Requests {
+			r.RequestsPerSecond = float64(cur.Requests-a.prev.Requests) / wall
+		}
+		if n := cur.TTFBCount - a.prev.TTFBCount; cur.TTFBCount > a.prev.TTFBCount {
+			a.prevResp = max(cur.TTFBSum-a.prev.TTFBSum, 0) / float64(n)
+		}
+		if wall > 0 && res.EgressBytes >= a.prevSent {
+			r.EgressBytesPerSecond = float64(res.EgressBytes-a.prevSent) / wall
+		}
+	}
+	r.ResponseTimeSeconds = a.prevResp
+	a.prev, a.prevSent, a.havePrev = cur, res.EgressBytes, true
+	if err := r.Validate(); err != nil {
+		// Our own figures out of range is a bug; never serve them.
+		a.failures.Add(1)
+		a.logger.Error("agent made an invalid report", "edge", a.cfg.Name, "error", fmt.Errorf("%w", err))
+		return
+	}
+	a.latest.Store(&r)
+}
