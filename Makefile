@@ -7,6 +7,11 @@ CADDY_VERSION := v2.11.9
 XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
 STATICCHECK   := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VIDEO_DIR     ?= $(CURDIR)/testdata
+# xcaddy's `go get` of our module must read "not found" from the proxy so
+# that go takes the local replacement; a proxy that answers 403 for a module
+# it does not serve would stop the build, so such answers fall through to
+# "off", which go reads as not found.
+BUILD_GOPROXY := $(shell $(GO) env GOPROXY | sed -e 's/[,|]direct$$//' -e 's/,/|/g')|off
 GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod go.sum $(shell find dashboard -type f 2>/dev/null)
 
 # System packages the tests use: Chromium (browser tests), Prometheus and
@@ -22,7 +27,7 @@ build: bin/caddy bin/edgeagent
 
 bin/caddy: $(GO_SOURCES)
 	@mkdir -p bin
-	XCADDY_SKIP_CLEANUP=0 $(XCADDY) build $(CADDY_VERSION) --output $@ --with github.com/edgetier/edgetier=./
+	GOPROXY='$(BUILD_GOPROXY)' $(XCADDY) build $(CADDY_VERSION) --output $@ --with github.com/edgetier/edgetier=./
 
 bin/edgeagent: $(GO_SOURCES)
 	@mkdir -p bin

@@ -1,0 +1,144 @@
+package caddymodule
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+// boardCollector exports a board's view of its upstreams. A board has one,
+// registered once per config's registry, so two policies on one pool never
+// emit the same series twice.
+type boardCollector struct {
+	b                                                        *board
+	score, tier, load, age, stale, down, state, trusted      *prometheus.Desc
+	selections, reportErrors, polls, streamFailures, upCount *prometheus.Desc
+}
+
+func newBoardCollector(b *board) *boardCollector {
+	labels := prometheus.Labels{"pool": b.name}
+	desc := func(name, help string, variable ...string) *prometheus.Desc {
+		return prometheus.NewDesc("edgetier_"+name, help, variable, labels)
+	}
+	return &boardCollector{
+		b:              b,
+		score:          desc("upstream_score", "Load score, 0 to 100, corrected by the proxy's own in-flight requests.", "upstream"),
+		tier:           desc("upstream_tier", "Tier, 1 (lightly loaded) to 4 (critical); 0 before a trusted report.", "upstream"),
+		load:           desc("upstream_load_ratio", "Score component from the last report, normalised to capacity, 0 to 1.", "upstream", "component"),
+		age:            desc("upstream_report_age_seconds", "Seconds since the last good report was received.", "upstream"),
+		stale:          desc("upstream_stale", "1 when the upstream has no good report within stale_after.", "upstream"),
+		down:           desc("upstream_down", "1 when the upstream's own address refuses the report poll.", "upstream"),
+		trusted:        desc("upstream_trusted", "1 when the upstream passed its warm-up.", "upstream"),
+		state:          desc("upstream_state", "1 for the state the upstream's agent reports.", "upstream", "state"),
+		selections:     desc("upstream_selections_total", "Requests sent to the upstream, by its tier when chosen (unknown, 1-4, fallback, drain, down).", "upstream", "tier"),
+		reportErrors:   desc("upstream_report_errors_total", "Report polls that failed or were rejected, by reason.", "upstream", "reason"),
+		polls:          desc("upstream_polls_total", "Report polls made.", "upstream"),
+		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
+		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
+	}
+}
+
+func (c *boardCollector) all() []*prometheus.Desc {
+	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount}
+}
+
+// Describe implements prometheus.Collector.
+func (c *boardCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.all() {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
+	cfg := c.b.cfg.Load()
+	now := time.Now()
+	list := c.b.sorted()
+	ch <- prometheus.MustNewConstMetric(c.upCount, prometheus.GaugeValue, float64(len(list)))
+	for _, e := range list {
+		st := e.status(cfg, now)
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{e.dial}, labels...)...)
+		}
+		counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{e.dial}, labels...)...)
+		}
+		gauge(c.score, st.Score)
+		gauge(c.tier, float64(st.Tier))
+		for i, name := range componentNames {
+			gauge(c.load, st.Components[i]/100, name)
+		}
+		if st.ReportAge >= 0 {
+			gauge(c.age, st.ReportAge)
+		}
+		gauge(c.stale, boolFloat(st.Stale))
+		gauge(c.down, boolFloat(st.Down))
+		gauge(c.trusted, boolFloat(st.Trusted))
+		for _, s := range []edgeagent.State{edgeagent.StateReady, edgeagent.StateDrain, edgeagent.StateMaint} {
+			gauge(c.state, boolFloat(st.State == s), string(s))
+		}
+		for kind, label := range selectionLabels {
+			counter(c.selections, e.selections[kind].Load(), label)
+		}
+		for _, reason := range reportErrorReasons {
+			counter(c.reportErrors, e.errors[reason].Load(), reason)
+		}
+		counter(c.polls, e.polls.Load())
+		counter(c.streamFailures, e.failures.Load())
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// upstreamStatus is the board's view of one upstream for metrics and the
+// dashboard.
+type upstreamStatus struct {
+	Upstream   string
+	Edge       string // as the agent names itself: display only
+	State      edgeagent.State
+	Score      float64
+	Tier       int
+	Components [numComponents]float64
+	ReportAge  float64 // seconds; -1 before the first report
+	Stale      bool
+	Down       bool
+	Trusted    bool
+	InFlight   int
+	Report     *edgeagent.Report
+}
+
+func (e *entry) status(cfg *boardConfig, now time.Time) upstreamStatus {
+	st := upstreamStatus{Upstream: e.dial, ReportAge: -1, Stale: true}
+	if u := e.upstream.Load(); u != nil && u.Host != nil {
+		st.InFlight = u.NumRequests()
+	}
+	v := e.view.Load()
+	if v == nil {
+		return st
+	}
+	st.Down = v.down
+	if v.receivedAt == 0 {
+		return st
+	}
+	rep := v.report
+	st.Report = &rep
+	st.Edge, st.State = rep.Edge, rep.State
+	st.ReportAge = now.Sub(time.Unix(0, v.receivedAt)).Seconds()
+	st.Stale = st.ReportAge > cfg.StaleAfter.Seconds()
+	st.Trusted = v.trusted && !v.down
+	st.Components = v.comp
+	st.Score = v.correctedScore(st.InFlight)
+	st.Components[compStreams] = clamp100(correctedStreams(rep.Streams, v.inflightAtReport, st.InFlight) * v.streamsScale)
+	if st.Trusted {
+		st.Tier = tierOf(st.Score, v.tier, cfg.Thresholds, cfg.Hysteresis)
+	}
+	return st
+}

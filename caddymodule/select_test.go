@@ -1,0 +1,284 @@
+package caddymodule
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+// setInFlight sets an upstream's in-flight count, which Caddy only changes
+// from inside its proxy loop. Host's first field is that counter; the check
+// below fails loudly if Caddy ever changes the layout.
+func setInFlight(t testing.TB, u *reverseproxy.Upstream, n int) {
+	t.Helper()
+	(*atomic.Int64)(unsafe.Pointer(u.Host)).Store(int64(n))
+	if u.NumRequests() != n {
+		t.Fatalf("cannot set in-flight count: Caddy's Host layout changed")
+	}
+}
+
+// testSetup builds a policy on a board whose entries are not polled: the
+// tests hand them reports through the same accept path the poller uses.
+type testSetup struct {
+	p    *TieredSelection
+	pool reverseproxy.UpstreamPool
+	cfg  *boardConfig
+}
+
+func newTestSetup(t testing.TB, n int, configure func(*TieredSelection)) *testSetup {
+	t.Helper()
+	p := new(TieredSelection)
+	if configure != nil {
+		configure(p)
+	}
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.boardConfig()
+	b := newBoard(fmt.Sprintf("test-%s-%p", t.Name(), p), zap.NewNop())
+	t.Cleanup(func() { _ = b.Destruct() })
+	b.configure(cfg)
+	p.board = b
+	s := &testSetup{p: p, cfg: cfg}
+	byDial := map[string]*entry{}
+	for i := 0; i < n; i++ {
+		u := &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: fmt.Sprintf("127.0.0.%d:1", i+1)}
+		s.pool = append(s.pool, u)
+		e := &entry{dial: u.Dial, board: b, errors: map[string]*atomic.Uint64{}}
+		for _, r := range reportErrorReasons {
+			e.errors[r] = new(atomic.Uint64)
+		}
+		e.upstream.Store(u)
+		byDial[u.Dial] = e
+	}
+	b.entries.Store(&entries{byDial: byDial, gen: 1})
+	return s
+}
+
+func (s *testSetup) entry(i int) *entry { return s.p.board.entries.Load().byDial[s.pool[i].Dial] }
+
+// report gives upstream i a load where every component equals load (so its
+// score is load), reports times (2 makes it trusted), and refreshes the
+// board's average.
+func (s *testSetup) report(i int, load float64, state edgeagent.State, times int) {
+	rep := edgeagent.Report{
+		Schema: edgeagent.SchemaVersion, Edge: fmt.Sprintf("edge-%d", i), Timestamp: time.Now(), State: state,
+		CPUPercent: load, MemoryPercent: load,
+		RequestsPerSecond: load / 100 * DefaultCapacity.Requests, Streams: load / 100 * DefaultCapacity.Streams,
+		ResponseTimeSeconds: load / 100 * DefaultCapacity.ResponseTime,
+	}
+	for k := 0; k < times; k++ {
+		s.entry(i).accept(s.cfg, rep)
+	}
+	s.p.board.updateAverage(time.Now())
+}
+
+func (s *testSetup) age(i int, by time.Duration) {
+	e := s.entry(i)
+	v := *e.view.Load()
+	v.receivedAt -= int64(by)
+	e.view.Store(&v)
+	s.p.board.updateAverage(time.Now())
+}
+
+func (s *testSetup) down(i int) {
+	e := s.entry(i)
+	e.ownAddress = true
+	e.fail(&pollError{reasonRefused, fmt.Errorf("connection refused")})
+}
+
+// shares runs Select n times and returns each upstream's share.
+func (s *testSetup) shares(t *testing.T, n int) []float64 {
+	t.Helper()
+	counts := make([]float64, len(s.pool))
+	for k := 0; k < n; k++ {
+		u := s.p.Select(s.pool, nil, nil)
+		if u == nil {
+			t.Fatalf("Select returned nil with %d upstreams", len(s.pool))
+		}
+		for i := range s.pool {
+			if s.pool[i] == u {
+				counts[i]++
+			}
+		}
+	}
+	for i := range counts {
+		counts[i] /= float64(n)
+	}
+	return counts
+}
+
+func TestSelect(t *testing.T) {
+	const ready = edgeagent.StateReady
+	type check func(t *testing.T, shares []float64)
+	near := func(i int, want, tol float64) check {
+		return func(t *testing.T, s []float64) {
+			if s[i] < want-tol || s[i] > want+tol {
+				t.Errorf("upstream %d share = %.3f, want %.2f±%.2f (shares %.3f)", i, s[i], want, tol, s)
+			}
+		}
+	}
+	none := func(i int) check { return near(i, 0, 0) }
+	some := func(i int, min float64) check {
+		return func(t *testing.T, s []float64) {
+			if s[i] < min {
+				t.Errorf("upstream %d share = %.3f, want at least %.2f (shares %.3f)", i, s[i], min, s)
+			}
+		}
+	}
+	below := func(i int, max float64) check {
+		return func(t *testing.T, s []float64) {
+			if s[i] > max {
+				t.Errorf("upstream %d share = %.3f, want at most %.2f (shares %.3f)", i, s[i], max, s)
+			}
+		}
+	}
+	tests := []struct {
+		name      string
+		n         int
+		configure func(*TieredSelection)
+		setup     func(s *testSetup, t *testing.T)
+		checks    []check
+	}{
+		{"equal loads spread evenly", 3, nil, func(s *testSetup, t *testing.T) {
+			for i := 0; i < 3; i++ {
+				s.report(i, 10, ready, 2)
+			}
+		}, []check{near(0, 1.0/3, 0.05), near(1, 1.0/3, 0.05), near(2, 1.0/3, 0.05)}},
+		{"tier 4 gets nothing while lower tiers serve", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 90, ready, 2)
+			s.report(1, 10, ready, 2)
+			s.report(2, 12, ready, 2)
+		}, []check{none(0), some(1, 0.3), some(2, 0.3)}},
+		{"a single best upstream shares with the next tier", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 30, ready, 2)
+			s.report(2, 35, ready, 2)
+		}, []check{near(0, 2.0/3, 0.05), some(1, 0.12), some(2, 0.12)}},
+		{"choices 1 always takes the single best", 3, func(p *TieredSelection) { p.Choices = 1 }, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 30, ready, 2)
+			s.report(2, 35, ready, 2)
+		}, []check{near(0, 1, 0)}},
+		{"a stale report counts as average, not as its old load", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 90, ready, 2)
+			s.age(0, 10*time.Second)
+			s.report(1, 10, ready, 2)
+			s.report(2, 10, ready, 2)
+		}, []check{some(0, 0.2), some(1, 0.2), some(2, 0.2)}},
+		{"an upstream never reported counts as average", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(1, 60, ready, 2)
+			s.report(2, 60, ready, 2)
+		}, []check{some(0, 0.2), some(1, 0.2), some(2, 0.2)}},
+		{"warm-up: one idle report does not attract everything", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, ready, 1)
+			s.report(1, 60, ready, 2)
+			s.report(2, 60, ready, 2)
+		}, []check{below(0, 0.5), some(1, 0.2), some(2, 0.2)}},
+		{"warm-up done: two reports make it trusted", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, ready, 2)
+			s.report(1, 60, ready, 2)
+			s.report(2, 60, ready, 2)
+		}, []check{near(0, 2.0/3, 0.05)}},
+		{"scores within the hysteresis count as equal: fewer in flight wins", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 10, ready, 2)
+			s.report(1, 13, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{none(0)}},
+		{"a clearly lower score wins despite more in flight", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 20, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{near(0, 1, 0)}},
+		{"down gets nothing while others serve", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, ready, 2)
+			s.down(0)
+			s.report(1, 50, ready, 2)
+			s.report(2, 50, ready, 2)
+		}, []check{none(0), near(1, 0.5, 0.06), near(2, 0.5, 0.06)}},
+		{"all down: the least busy is tried", 2, nil, func(s *testSetup, t *testing.T) {
+			s.down(0)
+			s.down(1)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{none(0), near(1, 1, 0)}},
+		{"drain gets nothing while another can serve", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, edgeagent.StateDrain, 2)
+			s.report(1, 80, ready, 2)
+			s.report(2, 80, ready, 2)
+		}, []check{none(0)}},
+		{"all draining: drain serves", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 10, edgeagent.StateDrain, 2)
+			s.report(1, 10, edgeagent.StateDrain, 2)
+			setInFlight(t, s.pool[1], 1)
+		}, []check{near(0, 1, 0)}},
+		{"maint gets nothing, even untrusted", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, edgeagent.StateMaint, 1)
+			s.report(1, 80, ready, 2)
+			s.report(2, 80, ready, 2)
+		}, []check{none(0)}},
+		{"all in tier 4 still serve, spread", 3, nil, func(s *testSetup, t *testing.T) {
+			for i := 0; i < 3; i++ {
+				s.report(i, 95, ready, 2)
+			}
+		}, []check{some(0, 0.25), some(1, 0.25), some(2, 0.25)}},
+		{"no fresh report: least in flight of two", 3, nil, func(s *testSetup, t *testing.T) {
+			setInFlight(t, s.pool[0], 0)
+			setInFlight(t, s.pool[1], 10)
+			setInFlight(t, s.pool[2], 20)
+		}, []check{near(0, 2.0/3, 0.05), near(1, 1.0/3, 0.05), none(2)}},
+		{"in-flight correction: an idle claim with our streams on it is not believed", 2,
+			func(p *TieredSelection) { p.Weights = &WeightsConfig{Streams: 1} }, func(s *testSetup, t *testing.T) {
+				s.report(0, 0, ready, 2)
+				s.report(1, 50, ready, 2)
+				setInFlight(t, s.pool[0], 80)
+			}, []check{none(0), near(1, 1, 0)}},
+		{"unavailable upstreams are skipped", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 0, ready, 2)
+			s.report(1, 60, ready, 2)
+			s.pool[0].MaxRequests = 1
+			setInFlight(t, s.pool[0], 1)
+		}, []check{none(0), near(1, 1, 0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSetup(t, tt.n, tt.configure)
+			tt.setup(s, t)
+			shares := s.shares(t, 6000)
+			for _, c := range tt.checks {
+				c(t, shares)
+			}
+		})
+	}
+}
+
+func TestSelectNil(t *testing.T) {
+	s := newTestSetup(t, 2, nil)
+	if u := s.p.Select(nil, nil, nil); u != nil {
+		t.Fatal("Select on an empty pool returned an upstream")
+	}
+	s.report(0, 10, edgeagent.StateMaint, 2)
+	s.report(1, 10, edgeagent.StateMaint, 2)
+	if u := s.p.Select(s.pool, nil, nil); u != nil {
+		t.Fatal("Select chose an upstream in maintenance")
+	}
+}
+
+func TestSelectCountsByTier(t *testing.T) {
+	s := newTestSetup(t, 2, nil)
+	s.report(0, 10, edgeagent.StateReady, 2)
+	s.report(1, 60, edgeagent.StateReady, 2)
+	for k := 0; k < 10; k++ {
+		s.p.Select(s.pool, nil, nil)
+	}
+	if got := s.entry(0).selections[1].Load(); got != 10 {
+		t.Fatalf("tier-1 selections of upstream 0 = %d, want 10", got)
+	}
+}

@@ -1,0 +1,532 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+func init() {
+	caddy.RegisterModule(new(TieredSelection))
+}
+
+// TieredSelection is a reverse_proxy selection policy that scores each
+// upstream from its agent's load reports with the weighted 4-tier
+// algorithm and picks, by power of two choices, among the least loaded.
+type TieredSelection struct {
+	// Pool names the board of reports. Policies with the same pool share
+	// pollers and history (default "default").
+	Pool string `json:"pool,omitempty"`
+	// Interval between report polls of each agent (default 1s, ±10 %).
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// Timeout of one poll; shorter than Interval (default half of it).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// StaleAfter is how old a report may be and still count (default 3 intervals).
+	StaleAfter caddy.Duration `json:"stale_after,omitempty"`
+	// ForgetAfter stops polling an upstream no pool has held for this long (default 5m).
+	ForgetAfter caddy.Duration `json:"forget_after,omitempty"`
+	// Warmup is how many good reports in a row a new or returning upstream
+	// needs before it is trusted (default 2).
+	Warmup int `json:"warmup,omitempty"`
+	// ReportURL is the agent's URL as a template over the upstream's
+	// address: {dial} (host:port), {host}, {port}. Default
+	// http://{dial}/_edgetier/load (the in-Caddy agent).
+	ReportURL string `json:"report_url,omitempty"`
+	// Token is the bearer token sent to the agents; placeholders such as
+	// {env.EDGE_TOKEN} are expanded.
+	Token string `json:"token,omitempty"`
+	// Weights of the score components; they must sum to 1.
+	Weights *WeightsConfig `json:"weights,omitempty"`
+	// Tiers are the upper scores of tiers 1, 2 and 3 (default 25, 50, 75).
+	Tiers []float64 `json:"tiers,omitempty"`
+	// Hysteresis is how many points past its tier's bound an upstream's
+	// score must go before it changes tier (default 5).
+	Hysteresis *float64 `json:"hysteresis,omitempty"`
+	// Capacity to normalise against when an agent advertises none.
+	Capacity *CapacityConfig `json:"capacity,omitempty"`
+	// Upstreams holds per-upstream settings, by dial address.
+	Upstreams map[string]UpstreamConfig `json:"upstreams,omitempty"`
+	// Choices is 2 (power of two choices, default) or 1 (always the single
+	// best; herds on stale reports, kept for comparison).
+	Choices int `json:"choices,omitempty"`
+
+	board *board
+	cache atomic.Pointer[poolCache]
+	// missBase remembers the last pool that missed the cache: a pool seen
+	// twice is static and worth caching, a new one each time is dynamic.
+	missBase atomic.Pointer[reverseproxy.Upstream]
+}
+
+// WeightsConfig holds the weights of the score components.
+type WeightsConfig struct {
+	CPU          float64 `json:"cpu"`
+	Memory       float64 `json:"memory"`
+	Requests     float64 `json:"requests"`
+	Streams      float64 `json:"streams"`
+	ResponseTime float64 `json:"response_time"`
+}
+
+func (w *WeightsConfig) weights() Weights {
+	if w == nil {
+		return DefaultWeights
+	}
+	return Weights{w.CPU, w.Memory, w.Requests, w.Streams, w.ResponseTime}
+}
+
+// UpstreamConfig is the policy's setting for one upstream whose agent
+// needs its own URL or token, or advertises no capacity.
+type UpstreamConfig struct {
+	ReportURL string          `json:"report_url,omitempty"`
+	Token     string          `json:"token,omitempty"`
+	Capacity  *CapacityConfig `json:"capacity,omitempty"`
+}
+
+// Capacity returns the upstream's capacity, zero where unset.
+func (c *CapacityConfig) capacity() Capacity {
+	if c == nil {
+		return Capacity{}
+	}
+	return Capacity{Streams: c.MaxStreams, Requests: c.MaxRequests, ResponseTime: time.Duration(c.MaxResponseTime).Seconds()}
+}
+
+// CaddyModule returns the Caddy module information.
+func (*TieredSelection) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.selection_policies.tiered",
+		New: func() caddy.Module { return new(TieredSelection) },
+	}
+}
+
+// Provision sets defaults, checks the settings and acquires the board.
+func (p *TieredSelection) Provision(ctx caddy.Context) error {
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	cfg := p.boardConfig()
+	logger := ctx.Logger()
+	val, _, err := boards.LoadOrNew(p.Pool, func() (caddy.Destructor, error) {
+		return newBoard(p.Pool, logger), nil
+	})
+	if err != nil {
+		return fmt.Errorf("tiered: acquiring board %q: %w", p.Pool, err)
+	}
+	p.board = val.(*board)
+	p.board.configure(cfg)
+	err = ctx.GetMetricsRegistry().Register(p.board.collector)
+	if err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+		return fmt.Errorf("tiered: registering metrics: %w", err)
+	}
+	return nil
+}
+
+// boardConfig is the board's part of the settings, placeholders expanded.
+func (p *TieredSelection) boardConfig() *boardConfig {
+	repl := caddy.NewReplacer()
+	cfg := &boardConfig{
+		Interval:    time.Duration(p.Interval),
+		Timeout:     time.Duration(p.Timeout),
+		StaleAfter:  time.Duration(p.StaleAfter),
+		ForgetAfter: time.Duration(p.ForgetAfter),
+		Warmup:      p.Warmup,
+		ReportURL:   p.ReportURL,
+		Token:       repl.ReplaceKnown(p.Token, ""),
+		Weights:     p.Weights.weights(),
+		Thresholds:  Thresholds{p.Tiers[0], p.Tiers[1], p.Tiers[2]},
+		Hysteresis:  *p.Hysteresis,
+		Capacity:    p.Capacity.capacity().merge(DefaultCapacity),
+		Choices:     p.Choices,
+		Upstreams:   make(map[string]boardUpstream, len(p.Upstreams)),
+	}
+	for dial, u := range p.Upstreams {
+		cfg.Upstreams[dial] = boardUpstream{ReportURL: u.ReportURL, Token: repl.ReplaceKnown(u.Token, ""), Capacity: u.Capacity.capacity()}
+	}
+	return cfg
+}
+
+func (p *TieredSelection) setDefaults() {
+	if p.Pool == "" {
+		p.Pool = "default"
+	}
+	if p.Interval == 0 {
+		p.Interval = caddy.Duration(time.Second)
+	}
+	if p.Timeout == 0 {
+		p.Timeout = p.Interval / 2
+	}
+	if p.StaleAfter == 0 {
+		p.StaleAfter = 3 * p.Interval
+	}
+	if p.ForgetAfter == 0 {
+		p.ForgetAfter = caddy.Duration(5 * time.Minute)
+	}
+	if p.Warmup == 0 {
+		p.Warmup = 2
+	}
+	if p.ReportURL == "" {
+		p.ReportURL = "http://{dial}" + edgeagent.DefaultReportPath
+	}
+	if p.Tiers == nil {
+		p.Tiers = DefaultThresholds[:]
+	}
+	if p.Hysteresis == nil {
+		h := 5.0
+		p.Hysteresis = &h
+	}
+	if p.Choices == 0 {
+		p.Choices = 2
+	}
+}
+
+// Validate checks the settings (after Provision's defaults).
+func (p *TieredSelection) Validate() error {
+	if err := checkWeights(p.Weights.weights()); err != nil {
+		return fmt.Errorf("tiered: weights: %w", err)
+	}
+	if err := checkTiers(p.Tiers); err != nil {
+		return fmt.Errorf("tiered: tiers: %w", err)
+	}
+	switch {
+	case p.Interval < caddy.Duration(10*time.Millisecond):
+		return fmt.Errorf("tiered: interval: %s is below the minimum of 10ms", time.Duration(p.Interval))
+	case p.Timeout <= 0 || p.Timeout >= p.Interval:
+		return fmt.Errorf("tiered: timeout: %s must be positive and shorter than the interval %s", time.Duration(p.Timeout), time.Duration(p.Interval))
+	case p.StaleAfter < p.Interval:
+		return fmt.Errorf("tiered: stale_after: %s is shorter than the interval %s", time.Duration(p.StaleAfter), time.Duration(p.Interval))
+	case p.ForgetAfter < p.StaleAfter:
+		return fmt.Errorf("tiered: forget_after: %s is shorter than stale_after %s", time.Duration(p.ForgetAfter), time.Duration(p.StaleAfter))
+	case p.Warmup < 1 || p.Warmup > 100:
+		return fmt.Errorf("tiered: warmup: %d is not between 1 and 100", p.Warmup)
+	case p.Hysteresis != nil && (*p.Hysteresis < 0 || *p.Hysteresis > 50 || math.IsNaN(*p.Hysteresis)):
+		return fmt.Errorf("tiered: hysteresis: %g is not between 0 and 50", *p.Hysteresis)
+	case p.Choices != 1 && p.Choices != 2:
+		return fmt.Errorf("tiered: choices: %d is not 1 or 2", p.Choices)
+	}
+	if _, _, err := reportURL(&boardConfig{ReportURL: p.ReportURL}, "127.0.0.1:1"); err != nil {
+		return fmt.Errorf("tiered: report_url: %w", err)
+	}
+	for dial, u := range p.Upstreams {
+		if u.ReportURL == "" {
+			continue
+		}
+		if _, _, err := reportURL(&boardConfig{ReportURL: u.ReportURL}, dial); err != nil {
+			return fmt.Errorf("tiered: upstream %s: report_url: %w", dial, err)
+		}
+	}
+	return nil
+}
+
+func checkWeights(w Weights) error {
+	var sum float64
+	for i, v := range w {
+		if v < 0 || v > 1 || math.IsNaN(v) {
+			return fmt.Errorf("%s weight %g is not between 0 and 1", componentNames[i], v)
+		}
+		sum += v
+	}
+	if math.Abs(sum-1) > 1e-6 {
+		return fmt.Errorf("must sum to 1, they sum to %g", sum)
+	}
+	return nil
+}
+
+func checkTiers(t []float64) error {
+	if len(t) != 3 {
+		return fmt.Errorf("want 3 bounds (tiers 1, 2 and 3), got %d", len(t))
+	}
+	prev := 0.0
+	for _, v := range t {
+		if !(v > prev) || v >= 100 {
+			return fmt.Errorf("%v must be strictly increasing, between 0 and 100", t)
+		}
+		prev = v
+	}
+	return nil
+}
+
+// Cleanup lets go of the board; the last policy on a pool stops its pollers.
+func (p *TieredSelection) Cleanup() error {
+	if p.board == nil {
+		return nil
+	}
+	_, err := boards.Delete(p.Pool)
+	return err
+}
+
+// poolCache maps a static pool's upstreams to their entries, so Select
+// needs no map look-ups.
+type poolCache struct {
+	first   **reverseproxy.Upstream // &pool[0], identifying the pool
+	n       int
+	gen     uint64
+	entries []*entry
+	seen    atomic.Int64 // board.now when lastSeen was refreshed
+}
+
+// candidate is one upstream Select may choose.
+type candidate struct {
+	score float64
+	idx   int32
+	tier  int8
+}
+
+const inlineCandidates = 128
+
+var candidatePool = sync.Pool{New: func() any { s := make([]candidate, 0, 512); return &s }}
+
+// Select chooses an upstream: among the available ones not in maintenance,
+// draining or down, it takes the lowest non-empty tier (with the next tier
+// when that holds a single upstream) and picks the lower corrected score
+// of two random candidates. It allocates nothing in the steady state.
+func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+	if len(pool) == 0 {
+		return nil
+	}
+	b := p.board
+	cfg := b.cfg.Load()
+	cache := p.resolve(pool)
+	avg := b.average.Load()
+	now := time.Now().UnixNano()
+	stale := int64(cfg.StaleAfter)
+
+	var inline [inlineCandidates]candidate
+	cands := inline[:0]
+	if len(pool) > inlineCandidates {
+		sp := candidatePool.Get().(*[]candidate)
+		cands = (*sp)[:0]
+		defer func() { *sp = cands[:0]; candidatePool.Put(sp) }()
+	}
+	var tierCount [5]int
+	fresh := 0
+	drainIdx, downIdx := -1, -1
+	drainLoad, downLoad := math.MaxInt, math.MaxInt
+	for i, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		e := p.entryAt(cache, pool, i)
+		inflight := u.NumRequests()
+		var v *view
+		if e != nil {
+			v = e.view.Load()
+		}
+		if v != nil && v.down {
+			if inflight < downLoad {
+				downIdx, downLoad = i, inflight
+			}
+			continue
+		}
+		if v != nil && now-v.receivedAt <= stale {
+			switch v.report.State {
+			case edgeagent.StateMaint:
+				continue
+			case edgeagent.StateDrain:
+				if inflight < drainLoad {
+					drainIdx, drainLoad = i, inflight
+				}
+				continue
+			}
+		}
+		var c candidate
+		c.idx = int32(i)
+		if v != nil && v.trusted && now-v.receivedAt <= stale {
+			fresh++
+			c.score = v.correctedScore(inflight)
+			c.tier = int8(tierOf(c.score, v.tier, cfg.Thresholds, cfg.Hysteresis))
+		} else {
+			// Unknown: as loaded as the average edge, plus what we hold on it.
+			c.score = math.Min(avg.score+cfg.Weights[compStreams]*clamp100(100*float64(inflight)/cfg.Capacity.Streams), 100)
+			c.tier = int8(rawTier(c.score, cfg.Thresholds))
+		}
+		tierCount[c.tier]++
+		cands = append(cands, c)
+	}
+
+	var chosen int
+	var kind int
+	switch {
+	case len(cands) == 0 && drainIdx >= 0:
+		chosen, kind = drainIdx, selDrain
+	case len(cands) == 0 && downIdx >= 0:
+		chosen, kind = downIdx, selDown
+	case len(cands) == 0:
+		return nil
+	case fresh == 0:
+		chosen, kind = leastInFlightOfTwo(pool, cands), selFallback
+	default:
+		c := p.choose(cands, tierCount, pool)
+		chosen, kind = int(c.idx), int(c.tier)
+		if v := p.viewAt(cache, pool, chosen); v == nil || !v.trusted || now-v.receivedAt > stale {
+			kind = selUnknown
+		}
+	}
+	if e := p.entryAt(cache, pool, chosen); e != nil {
+		e.selections[kind].Add(1)
+	}
+	return pool[chosen]
+}
+
+func (p *TieredSelection) viewAt(cache *poolCache, pool reverseproxy.UpstreamPool, i int) *view {
+	if e := p.entryAt(cache, pool, i); e != nil {
+		return e.view.Load()
+	}
+	return nil
+}
+
+// choose applies the tier rule and power of two choices (or, with choices
+// 1, the single best) to the candidates.
+func (p *TieredSelection) choose(cands []candidate, tierCount [5]int, pool reverseproxy.UpstreamPool) candidate {
+	lo := int8(1)
+	for tierCount[lo] == 0 {
+		lo++
+	}
+	hi := lo
+	n := tierCount[lo]
+	if n == 1 && lo < 4 {
+		// A single upstream in the best tier would take every request
+		// until the next report: let the next tier's compete with it.
+		for hi = lo + 1; hi < 4 && tierCount[hi] == 0; hi++ {
+		}
+		n += tierCount[hi]
+	}
+	in := func(c candidate) bool { return c.tier >= lo && c.tier <= hi }
+	if p.Choices == 1 || n == 1 {
+		best := candidate{score: math.Inf(1)}
+		for _, c := range cands {
+			if in(c) && c.score < best.score {
+				best = c
+			}
+		}
+		return best
+	}
+	a := rand.IntN(n)
+	bIdx := rand.IntN(n - 1)
+	if bIdx >= a {
+		bIdx++
+	}
+	var first, second candidate
+	k := 0
+	for _, c := range cands {
+		if !in(c) {
+			continue
+		}
+		if k == a {
+			first = c
+		}
+		if k == bIdx {
+			second = c
+		}
+		k++
+	}
+	return better(first, second, pool, p.board.cfg.Load().Hysteresis)
+}
+
+// better returns the better of two candidates: the lower tier, else the
+// clearly lower score, else (scores within tolerance points count as
+// equal, since reports are noisy) the one with fewer of our requests in
+// flight, so equal edges balance as with least_conn.
+func better(a, b candidate, pool reverseproxy.UpstreamPool, tolerance float64) candidate {
+	switch {
+	case a.tier != b.tier:
+		if b.tier < a.tier {
+			return b
+		}
+		return a
+	case b.score < a.score-tolerance:
+		return b
+	case a.score < b.score-tolerance:
+		return a
+	case pool[b.idx].NumRequests() < pool[a.idx].NumRequests():
+		return b
+	}
+	return a
+}
+
+// leastInFlightOfTwo picks the less busy of two random candidates: the
+// fallback when no upstream has a fresh report.
+func leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cands []candidate) int {
+	if len(cands) == 1 {
+		return int(cands[0].idx)
+	}
+	a := rand.IntN(len(cands))
+	b := rand.IntN(len(cands) - 1)
+	if b >= a {
+		b++
+	}
+	ua, ub := cands[a].idx, cands[b].idx
+	if pool[ub].NumRequests() < pool[ua].NumRequests() {
+		return int(ub)
+	}
+	return int(ua)
+}
+
+// resolve returns the cache for pool if it is valid, building one for a
+// pool seen twice in a row; nil means look entries up by address.
+func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *poolCache {
+	es := p.board.entries.Load()
+	c := p.cache.Load()
+	if c != nil && c.first == &pool[0] && c.n == len(pool) && c.gen == es.gen {
+		if now := p.board.now.Load(); c.seen.Load() != now {
+			c.seen.Store(now)
+			for _, e := range c.entries {
+				if e != nil {
+					e.lastSeen.Store(now)
+				}
+			}
+		}
+		return c
+	}
+	if p.missBase.Swap(pool[0]) != pool[0] {
+		return nil
+	}
+	// Seen twice: a static pool. Building the cache allocates, once per
+	// pool and change of the board's upstream set.
+	c = &poolCache{first: &pool[0], n: len(pool), gen: es.gen, entries: make([]*entry, len(pool))}
+	for i, u := range pool {
+		if e := p.board.lookup(u); e != nil {
+			e.upstream.Store(u)
+			c.entries[i] = e
+		}
+	}
+	// Looking up may have added entries; build again next time if so.
+	c.gen = p.board.entries.Load().gen
+	c.seen.Store(p.board.now.Load())
+	p.cache.Store(c)
+	return c
+}
+
+// entryAt returns the entry of pool[i], from the cache or by address.
+func (p *TieredSelection) entryAt(c *poolCache, pool reverseproxy.UpstreamPool, i int) *entry {
+	if c != nil {
+		return c.entries[i]
+	}
+	e := p.board.lookup(pool[i])
+	if e != nil {
+		if now := p.board.now.Load(); e.lastSeen.Load() != now {
+			e.lastSeen.Store(now)
+		}
+		if e.upstream.Load() != pool[i] {
+			e.upstream.Store(pool[i])
+		}
+	}
+	return e
+}
+
+// Interface guards
+var (
+	_ reverseproxy.Selector = (*TieredSelection)(nil)
+	_ caddy.Provisioner     = (*TieredSelection)(nil)
+	_ caddy.Validator       = (*TieredSelection)(nil)
+	_ caddy.CleanerUpper    = (*TieredSelection)(nil)
+)
