@@ -67,8 +67,11 @@ type board struct {
 
 	mu      sync.Mutex              // serialises changes to entries
 	entries atomic.Pointer[entries] // read without locks by Select
-	// now is a coarse clock (unix seconds) for marking upstreams as seen.
-	now atomic.Int64
+	// now is a coarse clock (unix seconds) for marking upstreams as seen;
+	// clock (unix nanoseconds, updated every clockTick) judges freshness in
+	// Select without a system call.
+	now   atomic.Int64
+	clock atomic.Int64
 	// average of fresh trusted scores, for upstreams with no fresh report.
 	average atomic.Pointer[averageView]
 
@@ -106,7 +109,7 @@ func newBoard(name string, logger *zap.Logger) *board {
 	}
 	b.entries.Store(&entries{byDial: map[string]*entry{}})
 	b.average.Store(&averageView{})
-	b.now.Store(time.Now().Unix())
+	b.tick(time.Now())
 	b.collector = newBoardCollector(b)
 	go b.janitor()
 	return b
@@ -162,22 +165,33 @@ func (b *board) add(u *reverseproxy.Upstream) *entry {
 	return e
 }
 
-// janitor ticks the coarse clock, forgets upstreams unseen for a while and
-// keeps the average current as reports go stale.
+// clockTick is the resolution of the board's clock: freshness (seconds)
+// is judged to within it.
+const clockTick = 50 * time.Millisecond
+
+// janitor ticks the clocks, forgets upstreams unseen for a while and keeps
+// the average current as reports go stale.
 func (b *board) janitor() {
 	defer recoverAndLog(b.logger, "board janitor")
-	ticker := time.NewTicker(time.Second)
+	ticker := time.NewTicker(clockTick)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case t := <-ticker.C:
-			b.now.Store(t.Unix())
-			b.forgetUnseen(t)
+			if b.tick(t) {
+				b.forgetUnseen(t)
+			}
 			b.updateAverage(t)
 		}
 	}
+}
+
+// tick advances the clocks and reports whether a new second began.
+func (b *board) tick(t time.Time) bool {
+	b.clock.Store(t.UnixNano())
+	return b.now.Swap(t.Unix()) != t.Unix()
 }
 
 func (b *board) forgetUnseen(now time.Time) {
@@ -253,6 +267,17 @@ type view struct {
 	streamsScale     float64 // 100 / capacity: component points per stream
 	inflightAtReport int
 	tier             int
+	// stayLo and stayHi bound the scores that keep tier (hysteresis).
+	stayLo, stayHi float64
+}
+
+// tierFor is the tier of a corrected score: the report's tier while the
+// score stays within its hysteresis band, else the tier the score falls in.
+func (v *view) tierFor(score float64, th Thresholds) int {
+	if score >= v.stayLo && score < v.stayHi {
+		return v.tier
+	}
+	return rawTier(score, th)
 }
 
 // usable reports whether v is a trusted report received within staleAfter.

@@ -215,7 +215,7 @@ func (e *entry) fail(err error) {
 		e.lastReason = reason
 	}
 	if reason == reasonRefused && e.ownAddress {
-		down := &view{down: true, tier: 4}
+		down := &view{down: true}
 		if prev := e.view.Load(); prev != nil {
 			*down = *prev
 			down.down, down.trusted = true, false
@@ -260,6 +260,7 @@ func (e *entry) accept(cfg *boardConfig, rep edgeagent.Report) {
 		prevTier = prev.tier
 	}
 	v.tier = tierOf(v.correctedScore(v.inflightAtReport), prevTier, cfg.Thresholds, cfg.Hysteresis)
+	v.stayLo, v.stayHi = stayBand(v.tier, cfg.Thresholds, cfg.Hysteresis)
 	e.view.Store(v)
 	if v.trusted && v.tier != e.lastTier {
 		if e.lastTier != 0 {

@@ -90,7 +90,10 @@ func score(comp [numComponents]float64, w Weights) float64 {
 // a burst spreads and an edge claiming to be idle while serving our
 // streams is not believed.
 func correctedStreams(reported float64, inflightAtReport, inflightNow int) float64 {
-	return math.Max(reported+float64(inflightNow-inflightAtReport), float64(inflightNow))
+	if s := reported + float64(inflightNow-inflightAtReport); s > float64(inflightNow) {
+		return s
+	}
+	return float64(inflightNow)
 }
 
 // rawTier is the tier of score without hysteresis: 1 to 4.
@@ -107,21 +110,26 @@ func rawTier(score float64, th Thresholds) int {
 // there while its score is within hysteresis points of the tier's bounds,
 // so an edge near a boundary does not flap every report.
 func tierOf(score float64, prev int, th Thresholds, hysteresis float64) int {
-	raw := rawTier(score, th)
-	if prev < 1 || prev > 4 || raw == prev {
-		return raw
+	if prev < 1 || prev > 4 {
+		return rawTier(score, th)
 	}
-	lo, hi := math.Inf(-1), math.Inf(1)
-	if prev > 1 {
-		lo = th[prev-2]
-	}
-	if prev < 4 {
-		hi = th[prev-1]
-	}
-	if score >= lo-hysteresis && score < hi+hysteresis {
+	lo, hi := stayBand(prev, th, hysteresis)
+	if score >= lo && score < hi {
 		return prev
 	}
-	return raw
+	return rawTier(score, th)
+}
+
+// stayBand is the range of scores that keeps an edge in tier.
+func stayBand(tier int, th Thresholds, hysteresis float64) (lo, hi float64) {
+	lo, hi = math.Inf(-1), math.Inf(1)
+	if tier > 1 {
+		lo = th[tier-2] - hysteresis
+	}
+	if tier < 4 {
+		hi = th[tier-1] + hysteresis
+	}
+	return lo, hi
 }
 
 func clamp100(v float64) float64 {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -274,21 +273,52 @@ type poolCache struct {
 	seen    atomic.Int64 // board.now when lastSeen was refreshed
 }
 
-// candidate is one upstream Select may choose.
-type candidate struct {
-	score float64
-	idx   int32
-	tier  int8
+// reservoir keeps a uniform random sample of two of the upstreams offered
+// to it, and the best one for choices 1, without storing the others.
+type reservoir struct {
+	n     uint32
+	idx   [2]int32
+	score [2]float64
+	best  int32
+	bestS float64
 }
 
-const inlineCandidates = 128
+func (r *reservoir) offer(i int, score float64, rng *xorshift) {
+	r.n++
+	switch {
+	case r.n <= 2:
+		r.idx[r.n-1], r.score[r.n-1] = int32(i), score
+	default:
+		if j := rng.below(r.n); j < 2 {
+			r.idx[j], r.score[j] = int32(i), score
+		}
+	}
+	if r.n == 1 || score < r.bestS {
+		r.best, r.bestS = int32(i), score
+	}
+}
 
-var candidatePool = sync.Pool{New: func() any { s := make([]candidate, 0, 512); return &s }}
+// xorshift is a tiny generator seeded once per Select from the runtime's
+// generator: a draw per upstream from math/rand would cost more than the
+// rest of the scoring.
+type xorshift uint64
+
+func newXorshift() xorshift { return xorshift(rand.Uint64() | 1) }
+
+// below returns a number in [0, n) (multiply-shift; the bias is below 2⁻³²).
+func (x *xorshift) below(n uint32) uint32 {
+	v := uint64(*x)
+	v ^= v << 13
+	v ^= v >> 7
+	v ^= v << 17
+	*x = xorshift(v)
+	return uint32((v >> 32) * uint64(n) >> 32)
+}
 
 // Select chooses an upstream: among the available ones not in maintenance,
 // draining or down, it takes the lowest non-empty tier (with the next tier
-// when that holds a single upstream) and picks the lower corrected score
-// of two random candidates. It allocates nothing in the steady state.
+// when that holds a single upstream) and picks the better of two random
+// candidates by corrected score. One pass, no locks, no allocations.
 func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	if len(pool) == 0 {
 		return nil
@@ -296,179 +326,185 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	b := p.board
 	cfg := b.cfg.Load()
 	cache := p.resolve(pool)
-	avg := b.average.Load()
-	now := time.Now().UnixNano()
+	now := b.clock.Load()
 	stale := int64(cfg.StaleAfter)
-
-	var inline [inlineCandidates]candidate
-	cands := inline[:0]
-	if len(pool) > inlineCandidates {
-		sp := candidatePool.Get().(*[]candidate)
-		cands = (*sp)[:0]
-		defer func() { *sp = cands[:0]; candidatePool.Put(sp) }()
+	var unknownBase float64
+	if avg := b.average.Load(); avg != nil {
+		unknownBase = avg.score
 	}
-	var tierCount [5]int
-	fresh := 0
+	unknownStreams := cfg.Weights[compStreams] * 100 / cfg.Capacity.Streams
+
+	var tiers [5]reservoir
+	rng := newXorshift()
+	fresh, candidates := 0, 0
 	drainIdx, downIdx := -1, -1
 	drainLoad, downLoad := math.MaxInt, math.MaxInt
 	for i, u := range pool {
 		if !u.Available() {
 			continue
 		}
-		e := p.entryAt(cache, pool, i)
-		inflight := u.NumRequests()
 		var v *view
-		if e != nil {
+		if cache != nil {
+			if e := cache.entries[i]; e != nil {
+				v = e.view.Load()
+			}
+		} else if e := p.lookup(u); e != nil {
 			v = e.view.Load()
 		}
-		if v != nil && v.down {
+		inflight := u.NumRequests()
+		var score float64
+		var tier int
+		switch {
+		case v != nil && v.down:
 			if inflight < downLoad {
 				downIdx, downLoad = i, inflight
 			}
 			continue
-		}
-		if v != nil && now-v.receivedAt <= stale {
-			switch v.report.State {
-			case edgeagent.StateMaint:
-				continue
-			case edgeagent.StateDrain:
-				if inflight < drainLoad {
-					drainIdx, drainLoad = i, inflight
-				}
-				continue
-			}
-		}
-		var c candidate
-		c.idx = int32(i)
-		if v != nil && v.trusted && now-v.receivedAt <= stale {
-			fresh++
-			c.score = v.correctedScore(inflight)
-			c.tier = int8(tierOf(c.score, v.tier, cfg.Thresholds, cfg.Hysteresis))
-		} else {
+		case v == nil || now-v.receivedAt > stale:
 			// Unknown: as loaded as the average edge, plus what we hold on it.
-			c.score = math.Min(avg.score+cfg.Weights[compStreams]*clamp100(100*float64(inflight)/cfg.Capacity.Streams), 100)
-			c.tier = int8(rawTier(c.score, cfg.Thresholds))
+			score = unknownScore(unknownBase, unknownStreams, inflight)
+			tier = rawTier(score, cfg.Thresholds)
+		case v.report.State == edgeagent.StateMaint:
+			continue
+		case v.report.State == edgeagent.StateDrain:
+			if inflight < drainLoad {
+				drainIdx, drainLoad = i, inflight
+			}
+			continue
+		case !v.trusted:
+			score = unknownScore(unknownBase, unknownStreams, inflight)
+			tier = rawTier(score, cfg.Thresholds)
+		default:
+			fresh++
+			score = v.correctedScore(inflight)
+			tier = v.tierFor(score, cfg.Thresholds)
 		}
-		tierCount[c.tier]++
-		cands = append(cands, c)
+		candidates++
+		tiers[tier].offer(i, score, &rng)
 	}
 
-	var chosen int
-	var kind int
+	var chosen, kind int
 	switch {
-	case len(cands) == 0 && drainIdx >= 0:
+	case candidates == 0 && drainIdx >= 0:
 		chosen, kind = drainIdx, selDrain
-	case len(cands) == 0 && downIdx >= 0:
+	case candidates == 0 && downIdx >= 0:
 		chosen, kind = downIdx, selDown
-	case len(cands) == 0:
+	case candidates == 0:
 		return nil
 	case fresh == 0:
-		chosen, kind = leastInFlightOfTwo(pool, cands), selFallback
+		chosen, kind = p.leastInFlightOfTwo(pool, cache), selFallback
 	default:
-		c := p.choose(cands, tierCount, pool)
-		chosen, kind = int(c.idx), int(c.tier)
-		if v := p.viewAt(cache, pool, chosen); v == nil || !v.trusted || now-v.receivedAt > stale {
-			kind = selUnknown
-		}
+		chosen, kind = p.choose(&tiers, pool, cfg.Hysteresis, &rng)
 	}
-	if e := p.entryAt(cache, pool, chosen); e != nil {
+	var e *entry
+	if cache != nil {
+		e = cache.entries[chosen]
+	} else {
+		e = p.lookup(pool[chosen])
+	}
+	if e != nil {
+		if kind >= 1 && kind <= 4 {
+			if v := e.view.Load(); v == nil || !v.trusted || v.down || now-v.receivedAt > stale {
+				kind = selUnknown
+			}
+		}
 		e.selections[kind].Add(1)
 	}
 	return pool[chosen]
 }
 
-func (p *TieredSelection) viewAt(cache *poolCache, pool reverseproxy.UpstreamPool, i int) *view {
-	if e := p.entryAt(cache, pool, i); e != nil {
-		return e.view.Load()
+// unknownScore is the score of an upstream without a trusted fresh report:
+// the average edge's, plus what we hold open on it.
+func unknownScore(average, perStream float64, inflight int) float64 {
+	s := average + perStream*float64(inflight)
+	if s > 100 {
+		return 100
 	}
-	return nil
+	return s
 }
 
 // choose applies the tier rule and power of two choices (or, with choices
-// 1, the single best) to the candidates.
-func (p *TieredSelection) choose(cands []candidate, tierCount [5]int, pool reverseproxy.UpstreamPool) candidate {
-	lo := int8(1)
-	for tierCount[lo] == 0 {
+// 1, the single best) to the sampled candidates. It returns the index and
+// the tier chosen from.
+func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) (int, int) {
+	lo := 1
+	for tiers[lo].n == 0 {
 		lo++
 	}
-	hi := lo
-	n := tierCount[lo]
-	if n == 1 && lo < 4 {
-		// A single upstream in the best tier would take every request
-		// until the next report: let the next tier's compete with it.
-		for hi = lo + 1; hi < 4 && tierCount[hi] == 0; hi++ {
-		}
-		n += tierCount[hi]
+	r := &tiers[lo]
+	if p.Choices == 1 {
+		return int(r.best), lo
 	}
-	in := func(c candidate) bool { return c.tier >= lo && c.tier <= hi }
-	if p.Choices == 1 || n == 1 {
-		best := candidate{score: math.Inf(1)}
-		for _, c := range cands {
-			if in(c) && c.score < best.score {
-				best = c
-			}
-		}
-		return best
+	if r.n >= 2 {
+		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, tolerance, rng), lo
 	}
-	a := rand.IntN(n)
-	bIdx := rand.IntN(n - 1)
-	if bIdx >= a {
-		bIdx++
+	// A single upstream in the best tier would take every request until
+	// the next report: the next tier's compete with it, two drawn at
+	// random from the union of both tiers.
+	hi := lo + 1
+	for hi <= 4 && tiers[hi].n == 0 {
+		hi++
 	}
-	var first, second candidate
-	k := 0
-	for _, c := range cands {
-		if !in(c) {
+	if hi > 4 {
+		return int(r.idx[0]), lo
+	}
+	next := &tiers[hi]
+	if next.n >= 2 && rng.below(next.n+1) >= 2 {
+		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, tolerance, rng), hi
+	}
+	// The pair holds the single best-tier upstream: it wins on tier.
+	return int(r.idx[0]), lo
+}
+
+// better returns the better of two upstreams of one tier: the clearly
+// lower score, else (scores within tolerance points count as equal, since
+// reports are noisy) the one with fewer of our requests in flight, so
+// equal edges balance as with least_conn.
+func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
+	switch {
+	case sb < sa-tolerance:
+		return int(b)
+	case sa < sb-tolerance:
+		return int(a)
+	}
+	na, nb := pool[a].NumRequests(), pool[b].NumRequests()
+	if nb < na || (nb == na && rng.below(2) == 0) {
+		return int(b)
+	}
+	return int(a)
+}
+
+// leastInFlightOfTwo is the fallback when no upstream has a fresh report:
+// the less busy of two random candidates (a second pass; this path is
+// rare). Candidates are available upstreams not known to be down, draining
+// or in maintenance.
+func (p *TieredSelection) leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cache *poolCache) int {
+	var r reservoir
+	rng := newXorshift()
+	for i, u := range pool {
+		if !u.Available() {
 			continue
 		}
-		if k == a {
-			first = c
+		var e *entry
+		if cache != nil {
+			e = cache.entries[i]
+		} else {
+			e = p.lookup(u)
 		}
-		if k == bIdx {
-			second = c
+		if e != nil {
+			if v := e.view.Load(); v != nil && (v.down || v.report.State == edgeagent.StateMaint || v.report.State == edgeagent.StateDrain) {
+				continue
+			}
 		}
-		k++
+		r.offer(i, float64(u.NumRequests()), &rng)
 	}
-	return better(first, second, pool, p.board.cfg.Load().Hysteresis)
-}
-
-// better returns the better of two candidates: the lower tier, else the
-// clearly lower score, else (scores within tolerance points count as
-// equal, since reports are noisy) the one with fewer of our requests in
-// flight, so equal edges balance as with least_conn.
-func better(a, b candidate, pool reverseproxy.UpstreamPool, tolerance float64) candidate {
-	switch {
-	case a.tier != b.tier:
-		if b.tier < a.tier {
-			return b
-		}
-		return a
-	case b.score < a.score-tolerance:
-		return b
-	case a.score < b.score-tolerance:
-		return a
-	case pool[b.idx].NumRequests() < pool[a.idx].NumRequests():
-		return b
+	if r.n == 1 {
+		return int(r.idx[0])
 	}
-	return a
-}
-
-// leastInFlightOfTwo picks the less busy of two random candidates: the
-// fallback when no upstream has a fresh report.
-func leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cands []candidate) int {
-	if len(cands) == 1 {
-		return int(cands[0].idx)
+	if r.score[1] < r.score[0] {
+		return int(r.idx[1])
 	}
-	a := rand.IntN(len(cands))
-	b := rand.IntN(len(cands) - 1)
-	if b >= a {
-		b++
-	}
-	ua, ub := cands[a].idx, cands[b].idx
-	if pool[ub].NumRequests() < pool[ua].NumRequests() {
-		return int(ub)
-	}
-	return int(ua)
+	return int(r.idx[0])
 }
 
 // resolve returns the cache for pool if it is valid, building one for a
@@ -506,18 +542,16 @@ func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *poolCache {
 	return c
 }
 
-// entryAt returns the entry of pool[i], from the cache or by address.
-func (p *TieredSelection) entryAt(c *poolCache, pool reverseproxy.UpstreamPool, i int) *entry {
-	if c != nil {
-		return c.entries[i]
-	}
-	e := p.board.lookup(pool[i])
+// lookup returns the entry of an upstream of a pool that is not cached,
+// marking it seen.
+func (p *TieredSelection) lookup(u *reverseproxy.Upstream) *entry {
+	e := p.board.lookup(u)
 	if e != nil {
 		if now := p.board.now.Load(); e.lastSeen.Load() != now {
 			e.lastSeen.Store(now)
 		}
-		if e.upstream.Load() != pool[i] {
-			e.upstream.Store(pool[i])
+		if e.upstream.Load() != u {
+			e.upstream.Store(u)
 		}
 	}
 	return e

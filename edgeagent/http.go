@@ -16,10 +16,12 @@ const (
 	DefaultStatePath  = "/_edgetier/state"
 )
 
-// Guard checks bearer tokens and counts the requests it refuses.
+// Guard checks bearer tokens and counts the requests it refuses and the
+// reports it serves.
 type Guard struct {
 	token        string
 	Unauthorized atomic.Uint64
+	Reports      atomic.Uint64
 }
 
 // NewGuard returns a guard for token; an empty token lets every request in.
@@ -58,6 +60,7 @@ func ServeReport(a *Agent, g *Guard, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "encoding report: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	g.Reports.Add(1)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method == http.MethodHead {

@@ -11,7 +11,7 @@ type Collector struct {
 	agent *Agent
 	guard *Guard
 
-	cpu, memory, requests, streams, response, egress, state, failures, unauthorized *prometheus.Desc
+	cpu, memory, requests, streams, response, egress, state, failures, unauthorized, reports *prometheus.Desc
 }
 
 // NewCollector returns a collector for a; guard may be nil.
@@ -32,12 +32,13 @@ func NewCollector(a *Agent, guard *Guard) *Collector {
 		state:        desc("state", "1 for the edge's current state.", "state"),
 		failures:     desc("sample_failures_total", "Samples that could not be taken."),
 		unauthorized: desc("unauthorized_requests_total", "Requests refused for a missing or wrong token."),
+		reports:      desc("reports_served_total", "Load reports served to balancers."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.state, c.failures, c.unauthorized} {
+	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.state, c.failures, c.unauthorized, c.reports} {
 		ch <- d
 	}
 }
@@ -64,5 +65,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(c.agent.SampleFailures()))
 	if c.guard != nil {
 		ch <- prometheus.MustNewConstMetric(c.unauthorized, prometheus.CounterValue, float64(c.guard.Unauthorized.Load()))
+		ch <- prometheus.MustNewConstMetric(c.reports, prometheus.CounterValue, float64(c.guard.Reports.Load()))
 	}
 }

@@ -1,0 +1,251 @@
+// Package integration runs edgetier as users do: the built Caddy and
+// edgeagent binaries as separate processes on loopback.
+package integration
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/cluster"
+	"github.com/edgetier/edgetier/internal/testenv"
+)
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	p, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// startCaddy runs the built Caddy on caddyfile; %ADMIN% in it becomes the
+// admin address.
+func startCaddy(t testing.TB, name, caddyfile string, opts cluster.Options) *cluster.Caddy {
+	t.Helper()
+	bin := testenv.Caddy(t)
+	admin := addr(freePort(t))
+	c, err := cluster.StartCaddy(bin, filepath.Join(t.TempDir(), name), admin, strings.ReplaceAll(caddyfile, "%ADMIN%", admin), opts)
+	if err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if !c.Exited() {
+			c.Kill()
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, tail(c.Log(), 40))
+		}
+	})
+	return c
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// globalOptions are the options every test Caddy uses.
+const globalOptions = `{
+	admin %ADMIN%
+	metrics
+	auto_https off
+}
+`
+
+// edgeConfig is an edge: edge_agent plus file_server over root, also
+// under /videos/ inside a handle block.
+func edgeConfig(port int, name, root, agentOptions string) string {
+	return globalOptions + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	edge_agent %s {
+		interval 250ms
+		%s
+	}
+	handle_path /videos/* {
+		root * %s
+		file_server
+	}
+	handle {
+		root * %s
+		file_server
+	}
+}
+`, port, name, agentOptions, root, root)
+}
+
+var (
+	libraryOnce sync.Once
+	libraryDir  string
+	libraryErr  error
+)
+
+// library returns a folder with big.bin (48 MiB of random bytes, more than
+// loopback socket buffers hold) and the bundled sample video.
+func library(t testing.TB) string {
+	t.Helper()
+	libraryOnce.Do(func() {
+		libraryDir, libraryErr = os.MkdirTemp("", "edgetier-library-")
+		if libraryErr != nil {
+			return
+		}
+		f, err := os.Create(filepath.Join(libraryDir, "big.bin"))
+		if err != nil {
+			libraryErr = err
+			return
+		}
+		defer f.Close()
+		if _, err := io.CopyN(f, rand.Reader, 48<<20); err != nil {
+			libraryErr = err
+			return
+		}
+		sample, err := os.ReadFile("../testdata/sample.mp4")
+		if err != nil {
+			libraryErr = err
+			return
+		}
+		libraryErr = os.WriteFile(filepath.Join(libraryDir, "sample.mp4"), sample, 0o644)
+	})
+	if libraryErr != nil {
+		t.Fatal(libraryErr)
+	}
+	return libraryDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if libraryDir != "" {
+		os.RemoveAll(libraryDir)
+	}
+	os.Exit(code)
+}
+
+// getReport fetches an agent's report.
+func getReport(t testing.TB, url, token string) edgeagent.Report {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("report: %s", resp.Status)
+	}
+	rep, err := edgeagent.Decode(resp.Body)
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	return rep
+}
+
+// eventually retries cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// slowStream opens a request for a big file and does not read it, so the
+// server blocks writing and the stream stays in flight.
+func slowStream(t testing.TB, hostPort, path string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", hostPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small receive buffer makes the server block sooner.
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, hostPort)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// readHead reads a response's status line and headers from a raw stream.
+func readHead(t testing.TB, conn net.Conn) http.Header {
+	t.Helper()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header
+}
+
+// scrape fetches Prometheus text.
+func scrape(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s: %s", url, resp.Status, body)
+	}
+	return string(body)
+}
+
+// metricValue finds the value of the series whose line starts with prefix
+// (name and labels as Prometheus writes them).
+func metricValue(text, prefix string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			return v, err == nil
+		}
+	}
+	return math.NaN(), false
+}
+
+func prettyJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+var optsNone = cluster.Options{}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
