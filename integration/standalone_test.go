@@ -31,7 +31,7 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	}
 	cmd := exec.Command(testenv.Agent(t),
 		"-listen", addr(agentPort), "-name", "edge-s",
-		"-source", "http://"+edge.Admin+"/metrics", "-match", "handler=file_server",
+		"-source", "http://"+edge.Admin+"/metrics", "-match", "server=srv0",
 		"-interval", "250ms", "-token-file", tokenFile, "-max-streams", "50")
 	out := &syncWriter{}
 	cmd.Stdout, cmd.Stderr = out, out
