@@ -249,3 +249,11 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// reload loads a new Caddyfile into c (with %ADMIN% filled in).
+func reload(t testing.TB, c *cluster.Caddy, caddyfile string) {
+	t.Helper()
+	if err := c.Reload(strings.ReplaceAll(caddyfile, "%ADMIN%", c.Admin)); err != nil {
+		t.Fatal(err)
+	}
+}
