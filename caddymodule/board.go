@@ -28,7 +28,7 @@ type boardConfig struct {
 	StaleAfter  time.Duration
 	ForgetAfter time.Duration
 	Warmup      int
-	ReportURL   string // template over {host}, {port}, {dial}
+	ReportURL   string // template over {upstream_host}, {upstream_port}, {upstream}
 	Token       string
 	Weights     Weights
 	Thresholds  Thresholds

@@ -97,7 +97,7 @@ func reportURL(cfg *boardConfig, dial string) (string, bool, error) {
 		tmpl = u.ReportURL
 	}
 	hostPort := net.JoinHostPort(host, port)
-	target := strings.NewReplacer("{dial}", hostPort, "{host}", host, "{port}", port).Replace(tmpl)
+	target := strings.NewReplacer("{upstream}", hostPort, "{upstream_host}", host, "{upstream_port}", port).Replace(tmpl)
 	parsed, err := url.Parse(target)
 	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 		return "", false, fmt.Errorf("report URL %q for upstream %s is not an http(s) URL", target, dial)

@@ -39,8 +39,8 @@ type TieredSelection struct {
 	// needs before it is trusted (default 2).
 	Warmup int `json:"warmup,omitempty"`
 	// ReportURL is the agent's URL as a template over the upstream's
-	// address: {dial} (host:port), {host}, {port}. Default
-	// http://{dial}/_edgetier/load (the in-Caddy agent).
+	// address: {upstream} (host:port), {upstream_host}, {upstream_port}. Default
+	// http://{upstream}/_edgetier/load (the in-Caddy agent).
 	ReportURL string `json:"report_url,omitempty"`
 	// Token is the bearer token sent to the agents; placeholders such as
 	// {env.EDGE_TOKEN} are expanded.
@@ -174,7 +174,7 @@ func (p *TieredSelection) setDefaults() {
 		p.Warmup = 2
 	}
 	if p.ReportURL == "" {
-		p.ReportURL = "http://{dial}" + edgeagent.DefaultReportPath
+		p.ReportURL = "http://{upstream}" + edgeagent.DefaultReportPath
 	}
 	if p.Tiers == nil {
 		p.Tiers = DefaultThresholds[:]

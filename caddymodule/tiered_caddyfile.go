@@ -168,7 +168,7 @@ func (p *TieredSelection) parseUpstream(d *caddyfile.Dispenser, dir string) erro
 	if err != nil {
 		return err
 	}
-	if _, _, err := reportURL(&boardConfig{ReportURL: "http://{dial}/"}, addr); err != nil {
+	if _, _, err := reportURL(&boardConfig{ReportURL: "http://{upstream}/"}, addr); err != nil {
 		return d.Errf("%s: upstream: %q is not a host:port address", dir, addr)
 	}
 	if _, dup := p.Upstreams[addr]; dup {
