@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,6 +53,57 @@ func TestCaddyfileAdapt(t *testing.T) {
 			}
 			if !caddytest.CompareAdapt(t, file, input, "caddyfile", strings.TrimSpace(expected)) {
 				t.Fail()
+			}
+		})
+	}
+}
+
+// TestProjectCaddyfilesAdapt adapts the Caddyfiles users run (the default
+// system, the Compose ones) and every ```caddyfile example of the README.
+func TestProjectCaddyfilesAdapt(t *testing.T) {
+	t.Setenv("VIDEO_DIR", "/srv/videos")
+	inputs := map[string]string{}
+	for _, pattern := range []string{"../Caddyfile", "../deploy/*.Caddyfile"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inputs[f] = string(data)
+		}
+	}
+	if _, ok := inputs["../Caddyfile"]; !ok {
+		t.Fatal("no top-level Caddyfile")
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := strings.Split(string(readme), "```caddyfile\n")
+	for i, block := range examples[1:] {
+		body, _, ok := strings.Cut(block, "```")
+		if !ok {
+			t.Fatalf("README example %d is not closed", i+1)
+		}
+		inputs["README example "+strconv.Itoa(i+1)] = body
+	}
+	if len(examples) < 4 {
+		t.Fatalf("README has %d Caddyfile examples, want one per directive at least", len(examples)-1)
+	}
+	for name, input := range inputs {
+		t.Run(name, func(t *testing.T) {
+			out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+			if err != nil {
+				t.Fatalf("%s does not adapt: %v", name, err)
+			}
+			for _, w := range warnings {
+				if !strings.Contains(w.Message, "not formatted") {
+					t.Errorf("%s: warning: %s", name, w.String())
+				}
+			}
+			if !json.Valid(out) {
+				t.Fatalf("%s: adapted to invalid JSON", name)
 			}
 		})
 	}

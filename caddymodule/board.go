@@ -76,6 +76,7 @@ type board struct {
 	average atomic.Pointer[averageView]
 
 	collector *boardCollector
+	events    eventLog
 }
 
 // entries is an immutable set of polled upstreams; gen changes with it.
@@ -108,6 +109,11 @@ func newBoard(name string, logger *zap.Logger) *board {
 		},
 	}
 	b.entries.Store(&entries{byDial: map[string]*entry{}})
+	// Defaults until a policy configures the board (a dashboard may
+	// provision first).
+	defaults := new(TieredSelection)
+	defaults.setDefaults()
+	b.cfg.Store(defaults.boardConfig())
 	b.average.Store(&averageView{})
 	b.tick(time.Now())
 	b.collector = newBoardCollector(b)
@@ -232,6 +238,12 @@ func (b *board) updateAverage(now time.Time) {
 		if v.usable(nowNanos, cfg.StaleAfter) {
 			sum += v.score
 			n++
+		}
+		stale := v != nil && v.receivedAt != 0 && nowNanos-v.receivedAt > int64(cfg.StaleAfter)
+		if stale && !e.stale.Swap(true) {
+			b.events.add(e.dial, "stale", "no good report for %s", cfg.StaleAfter)
+		} else if !stale {
+			e.stale.Store(false)
 		}
 	}
 	avg := &averageView{fresh: n}

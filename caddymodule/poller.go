@@ -63,6 +63,7 @@ type entry struct {
 	errors     map[string]*atomic.Uint64 // by reason; the map is never written after creation
 	polls      atomic.Uint64
 	failures   atomic.Uint64 // mid-stream failures reported by the proxy
+	stale      atomic.Bool   // set by the board's janitor
 
 	// owned by the poll goroutine
 	goodStreak int
@@ -216,11 +217,15 @@ func (e *entry) fail(err error) {
 	}
 	if reason == reasonRefused && e.ownAddress {
 		down := &view{down: true}
-		if prev := e.view.Load(); prev != nil {
+		prev := e.view.Load()
+		if prev != nil {
 			*down = *prev
 			down.down, down.trusted = true, false
 		}
 		e.view.Store(down)
+		if prev == nil || !prev.down {
+			e.board.events.add(e.dial, "down", "refuses connections: down until it answers")
+		}
 	}
 	// Otherwise the last good report stays until it goes stale; accept
 	// asks for a new warm-up once an upstream comes back from stale.
@@ -237,6 +242,12 @@ func (e *entry) accept(cfg *boardConfig, rep edgeagent.Report) {
 	if e.lastReason != "" {
 		e.board.logger.Info("agent reports again", zap.String("upstream", e.dial))
 		e.lastReason = ""
+	}
+	if prev != nil && prev.down {
+		e.board.events.add(e.dial, "up", "answers again")
+	}
+	if prev != nil && prev.report.State != "" && prev.report.State != rep.State {
+		e.board.events.add(e.dial, "state", "state %s → %s", prev.report.State, rep.State)
 	}
 	capacity := capacityOf(&rep).merge(cfg.upstream(e.dial).Capacity).merge(cfg.Capacity)
 	comp := components(&rep, capacity)
@@ -266,6 +277,9 @@ func (e *entry) accept(cfg *boardConfig, rep edgeagent.Report) {
 		if e.lastTier != 0 {
 			e.board.logger.Info("upstream changed tier", zap.String("upstream", e.dial),
 				zap.Int("from", e.lastTier), zap.Int("to", v.tier), zap.Float64("score", v.score))
+			e.board.events.add(e.dial, "tier", "tier %d → %d (score %.1f)", e.lastTier, v.tier, v.score)
+		} else {
+			e.board.events.add(e.dial, "tier", "trusted in tier %d (score %.1f)", v.tier, v.score)
 		}
 		e.lastTier = v.tier
 	}

@@ -152,6 +152,9 @@ func (a *Agent) Sample(ctx context.Context) {
 		if wall > 0 && res.EgressBytes >= a.prevSent {
 			r.EgressBytesPerSecond = float64(res.EgressBytes-a.prevSent) / wall
 		}
+		if wall > 0 && cur.BytesSent >= a.prev.BytesSent {
+			r.SentBytesPerSecond = float64(cur.BytesSent-a.prev.BytesSent) / wall
+		}
 	}
 	r.ResponseTimeSeconds = a.prevResp
 	a.prev, a.prevSent, a.havePrev = cur, res.EgressBytes, true

@@ -93,7 +93,7 @@ func TestCollectorLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
-	if n := testutil.CollectAndCount(c); n != 12 {
-		t.Fatalf("collected %d series, want 12", n)
+	if n := testutil.CollectAndCount(c); n != 13 {
+		t.Fatalf("collected %d series, want 13", n)
 	}
 }

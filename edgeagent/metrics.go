@@ -11,7 +11,7 @@ type Collector struct {
 	agent *Agent
 	guard *Guard
 
-	cpu, memory, requests, streams, response, egress, state, failures, unauthorized, reports *prometheus.Desc
+	cpu, memory, requests, streams, response, egress, sent, state, failures, unauthorized, reports *prometheus.Desc
 }
 
 // NewCollector returns a collector for a; guard may be nil.
@@ -29,6 +29,7 @@ func NewCollector(a *Agent, guard *Guard) *Collector {
 		streams:      desc("streams", "Requests in flight."),
 		response:     desc("response_time_seconds", "Mean time to first byte over the last sample interval."),
 		egress:       desc("egress_bytes_per_second", "Bytes sent on non-loopback interfaces per second."),
+		sent:         desc("sent_bytes_per_second", "Response body bytes served per second."),
 		state:        desc("state", "1 for the edge's current state.", "state"),
 		failures:     desc("sample_failures_total", "Samples that could not be taken."),
 		unauthorized: desc("unauthorized_requests_total", "Requests refused for a missing or wrong token."),
@@ -38,7 +39,7 @@ func NewCollector(a *Agent, guard *Guard) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.state, c.failures, c.unauthorized, c.reports} {
+	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.sent, c.state, c.failures, c.unauthorized, c.reports} {
 		ch <- d
 	}
 }
@@ -55,6 +56,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.streams, r.Streams)
 	gauge(c.response, r.ResponseTimeSeconds)
 	gauge(c.egress, r.EgressBytesPerSecond)
+	gauge(c.sent, r.SentBytesPerSecond)
 	for _, s := range []State{StateReady, StateDrain, StateMaint} {
 		v := 0.0
 		if r.State == s {

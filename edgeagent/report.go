@@ -17,7 +17,7 @@ import (
 // ignores fields it does not know, so minor versions may add fields freely;
 // removing or changing the meaning of a field needs a new major version.
 const (
-	SchemaVersion = "1.0"
+	SchemaVersion = "1.1"
 	SchemaMajor   = 1
 )
 
@@ -70,8 +70,12 @@ type Report struct {
 	// ResponseTimeSeconds is the mean time to first byte over the last
 	// interval (the previous value when no request started in it).
 	ResponseTimeSeconds float64 `json:"response_time_seconds"`
-	// EgressBytesPerSecond is what the edge sent over the last interval.
+	// EgressBytesPerSecond is what the edge's network interfaces (not
+	// loopback) sent per second over the last interval.
 	EgressBytesPerSecond float64 `json:"egress_bytes_per_second"`
+	// SentBytesPerSecond is the response body bytes the edge served per
+	// second over the last interval (since schema 1.1).
+	SentBytesPerSecond float64 `json:"sent_bytes_per_second,omitempty"`
 
 	// Capacity, when present, is what the balancer normalises against.
 	Capacity *Capacity `json:"capacity,omitempty"`
@@ -128,6 +132,7 @@ func (r *Report) Validate() error {
 		{"streams", r.Streams, maxRate},
 		{"response_time_seconds", r.ResponseTimeSeconds, maxSeconds},
 		{"egress_bytes_per_second", r.EgressBytesPerSecond, maxBytesPerSec},
+		{"sent_bytes_per_second", r.SentBytesPerSecond, maxBytesPerSec},
 	}
 	if c := r.Capacity; c != nil {
 		checks = append(checks, []struct {

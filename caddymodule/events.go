@@ -1,0 +1,54 @@
+package caddymodule
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Event is something an operator wants to see happen: an upstream
+// changing tier, going stale or down, draining, coming back.
+type Event struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Upstream string    `json:"upstream"`
+	Kind     string    `json:"kind"` // tier, stale, down, up, state, failure
+	Message  string    `json:"message"`
+}
+
+// eventLog keeps the latest events of a board.
+type eventLog struct {
+	mu   sync.Mutex
+	ring []Event
+	next int
+	seq  uint64
+}
+
+const eventLogSize = 200
+
+func (l *eventLog) add(upstream, kind, format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	ev := Event{Seq: l.seq, Time: time.Now().UTC(), Upstream: upstream, Kind: kind, Message: fmt.Sprintf(format, args...)}
+	if len(l.ring) < eventLogSize {
+		l.ring = append(l.ring, ev)
+		return
+	}
+	l.ring[l.next] = ev
+	l.next = (l.next + 1) % eventLogSize
+}
+
+// since returns the events after seq, oldest first, and the latest seq.
+func (l *eventLog) since(seq uint64) ([]Event, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Event
+	for i := range l.ring {
+		ev := l.ring[(l.next+i)%len(l.ring)]
+		if ev.Seq > seq {
+			out = append(out, ev)
+		}
+	}
+	return out, l.seq
+}

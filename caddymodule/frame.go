@@ -1,0 +1,179 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+// FrameSchema is the version of the dashboard frame (JSON at /metrics and
+// each WebSocket message). Readers accept frames of the same major
+// version and ignore unknown fields.
+const FrameSchema = "1.0"
+
+// Frame is one second of the CDN as the load balancer sees it.
+type Frame struct {
+	Schema          string        `json:"schema"`
+	Time            time.Time     `json:"time"`
+	Pool            string        `json:"pool"`
+	IntervalSeconds float64       `json:"interval_seconds"`
+	LB              LBFigures     `json:"lb"`
+	Edges           []EdgeFigures `json:"edges"`
+	// Events are the latest events (up to 50), oldest first; Seq orders them.
+	Events []Event `json:"events"`
+}
+
+// LBFigures are measured at the load balancer itself.
+type LBFigures struct {
+	RequestsPerSecond   float64 `json:"requests_per_second"`
+	RequestsPerMinute   float64 `json:"requests_per_minute"` // requests in the last 60 s
+	RequestsTotal       uint64  `json:"requests_total"`
+	Streams             int64   `json:"streams"` // requests in flight
+	BandwidthMbps       float64 `json:"bandwidth_mbps"`
+	ResponseTimeSeconds float64 `json:"response_time_seconds"` // mean time to first byte
+	CPUPercent          float64 `json:"cpu_percent"`
+	MemoryPercent       float64 `json:"memory_percent"`
+}
+
+// EdgeFigures are one upstream's figures: from its agent's last report,
+// scored and corrected by the board, and the balancer's selections.
+type EdgeFigures struct {
+	Upstream string `json:"upstream"`
+	// Edge is the name the agent gives itself: display it as text only.
+	Edge   string `json:"edge"`
+	State  string `json:"state"`  // ready, drain, maint ("" before a report)
+	Health string `json:"health"` // ok, warming, stale, unknown, down
+	// Tier is 1 to 4, 0 when the upstream has no trusted fresh report.
+	Tier                int                `json:"tier"`
+	Score               float64            `json:"score"`
+	Components          map[string]float64 `json:"components"` // 0–100 each
+	CPUPercent          float64            `json:"cpu_percent"`
+	MemoryPercent       float64            `json:"memory_percent"`
+	RequestsPerSecond   float64            `json:"requests_per_second"`
+	Streams             float64            `json:"streams"`
+	ResponseTimeSeconds float64            `json:"response_time_seconds"`
+	ThroughputMbps      float64            `json:"throughput_mbps"`
+	ReportAgeSeconds    *float64           `json:"report_age_seconds"` // null before the first report
+	Stale               bool               `json:"stale"`
+	InFlight            int                `json:"in_flight"` // this balancer's requests on it
+	SelectionsTotal     uint64             `json:"selections_total"`
+	// Share is this upstream's part of the balancer's selections in the
+	// last interval, 0 to 1.
+	Share float64 `json:"share"`
+}
+
+// frameBuilder turns the board and the balancer's meter into frames,
+// keeping what it needs to compute rates between frames.
+type frameBuilder struct {
+	board    *board
+	meter    *edgeagent.Meter
+	host     edgeagent.ResourceSampler
+	interval time.Duration
+
+	mu         sync.Mutex
+	prev       edgeagent.Counters
+	havePrev   bool
+	perSecond  []uint64 // requests per frame over the last minute
+	prevSel    map[string]uint64
+	lastCPU    float64
+	lastMemory float64
+}
+
+func newFrameBuilder(b *board, m *edgeagent.Meter, host edgeagent.ResourceSampler, interval time.Duration) *frameBuilder {
+	return &frameBuilder{board: b, meter: m, host: host, interval: interval, prevSel: map[string]uint64{}}
+}
+
+// frame builds the next frame as JSON.
+func (f *frameBuilder) frame() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	fr := Frame{Schema: FrameSchema, Time: now.UTC(), Pool: f.board.name, IntervalSeconds: f.interval.Seconds(), Edges: []EdgeFigures{}}
+
+	cur, _ := f.meter.Counters()
+	fr.LB.RequestsTotal, fr.LB.Streams = cur.Requests, cur.InFlight
+	if f.havePrev {
+		wall := cur.ObservedAt.Sub(f.prev.ObservedAt).Seconds()
+		reqs := cur.Requests - f.prev.Requests
+		if wall > 0 {
+			fr.LB.RequestsPerSecond = float64(reqs) / wall
+			fr.LB.BandwidthMbps = float64(cur.BytesSent-f.prev.BytesSent) * 8 / 1e6 / wall
+		}
+		if n := cur.TTFBCount - f.prev.TTFBCount; n > 0 {
+			fr.LB.ResponseTimeSeconds = (cur.TTFBSum - f.prev.TTFBSum) / float64(n)
+		}
+		f.perSecond = append(f.perSecond, reqs)
+		if window := int(time.Minute / f.interval); len(f.perSecond) > window {
+			f.perSecond = f.perSecond[len(f.perSecond)-window:]
+		}
+	}
+	for _, n := range f.perSecond {
+		fr.LB.RequestsPerMinute += float64(n)
+	}
+	f.prev, f.havePrev = cur, true
+	ctx, cancel := context.WithTimeout(context.Background(), f.interval/2)
+	if res, err := f.host.Sample(ctx); err == nil {
+		f.lastCPU, f.lastMemory = res.CPUPercent, res.MemoryPercent
+	}
+	cancel()
+	fr.LB.CPUPercent, fr.LB.MemoryPercent = f.lastCPU, f.lastMemory
+
+	cfg := f.board.cfg.Load()
+	var selDelta uint64
+	deltas := make([]uint64, 0, 8)
+	for _, e := range f.board.sorted() {
+		st := e.status(cfg, now)
+		ef := EdgeFigures{
+			Upstream: st.Upstream, Edge: st.Edge, State: string(st.State), Tier: st.Tier, Score: st.Score,
+			Stale: st.Stale, InFlight: st.InFlight, Components: make(map[string]float64, numComponents),
+		}
+		for i, name := range componentNames {
+			ef.Components[name] = st.Components[i]
+		}
+		if r := st.Report; r != nil {
+			ef.CPUPercent, ef.MemoryPercent = r.CPUPercent, r.MemoryPercent
+			ef.RequestsPerSecond, ef.Streams, ef.ResponseTimeSeconds = r.RequestsPerSecond, r.Streams, r.ResponseTimeSeconds
+			ef.ThroughputMbps = r.SentBytesPerSecond * 8 / 1e6
+			age := st.ReportAge
+			ef.ReportAgeSeconds = &age
+		}
+		switch {
+		case st.Down:
+			ef.Health = "down"
+		case st.Report == nil:
+			ef.Health = "unknown"
+		case st.Stale:
+			ef.Health = "stale"
+		case !st.Trusted:
+			ef.Health = "warming"
+		default:
+			ef.Health = "ok"
+		}
+		for k := range e.selections {
+			ef.SelectionsTotal += e.selections[k].Load()
+		}
+		d := ef.SelectionsTotal - f.prevSel[e.dial]
+		f.prevSel[e.dial] = ef.SelectionsTotal
+		deltas = append(deltas, d)
+		selDelta += d
+		fr.Edges = append(fr.Edges, ef)
+	}
+	if selDelta > 0 {
+		for i := range fr.Edges {
+			fr.Edges[i].Share = float64(deltas[i]) / float64(selDelta)
+		}
+	}
+	events, _ := f.board.events.since(0)
+	if len(events) > 50 {
+		events = events[len(events)-50:]
+	}
+	fr.Events = append([]Event{}, events...)
+	out, err := json.Marshal(fr)
+	if err != nil {
+		return []byte(`{"schema":"` + FrameSchema + `","error":"encoding frame"}`)
+	}
+	return out
+}

@@ -1,0 +1,205 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// hub pushes one frame per interval to every WebSocket client. The frame
+// is encoded once for all (a PreparedMessage). A client whose queue is
+// full, whose write times out or who stops answering pings is dropped,
+// never waited for.
+type hub struct {
+	interval   time.Duration
+	writeWait  time.Duration
+	pongWait   time.Duration
+	maxClients int
+	queue      int
+	build      func() []byte
+	logger     *zap.Logger
+
+	mu      sync.Mutex
+	clients map[*wsClient]struct{}
+	count   atomic.Int64
+	dropped atomic.Uint64
+	latest  atomic.Pointer[[]byte]
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type wsClient struct {
+	conn *websocket.Conn
+	send chan *websocket.PreparedMessage
+	done chan struct{}
+	once sync.Once
+}
+
+func newHub(interval, writeWait, pongWait time.Duration, maxClients, queue int, build func() []byte, logger *zap.Logger) *hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &hub{interval: interval, writeWait: writeWait, pongWait: pongWait, maxClients: maxClients, queue: queue,
+		build: build, logger: logger, clients: map[*wsClient]struct{}{}, ctx: ctx, cancel: cancel}
+	h.wg.Add(1)
+	go h.run()
+	return h
+}
+
+// run builds and broadcasts a frame every interval until the hub stops.
+func (h *hub) run() {
+	defer h.wg.Done()
+	defer recoverAndLog(h.logger, "dashboard hub")
+	ticker := time.NewTicker(h.interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-ticker.C:
+			h.broadcast(h.build())
+		}
+	}
+}
+
+func (h *hub) broadcast(frame []byte) {
+	h.latest.Store(&frame)
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
+	if err != nil {
+		h.logger.Error("preparing dashboard frame", zap.Error(err))
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		select {
+		case c.send <- pm:
+		default:
+			h.dropLocked(c, "queue full")
+		}
+	}
+}
+
+// latestFrame returns the last frame built, building one if none was.
+func (h *hub) latestFrame() []byte {
+	if f := h.latest.Load(); f != nil {
+		return *f
+	}
+	f := h.build()
+	h.latest.Store(&f)
+	return f
+}
+
+// full reports whether the hub has its maximum number of clients.
+func (h *hub) full() bool { return h.count.Load() >= int64(h.maxClients) }
+
+// join serves an upgraded connection until it ends or is dropped.
+func (h *hub) join(conn *websocket.Conn) {
+	c := &wsClient{conn: conn, send: make(chan *websocket.PreparedMessage, h.queue), done: make(chan struct{})}
+	h.mu.Lock()
+	if h.ctx.Err() != nil {
+		h.mu.Unlock()
+		conn.Close()
+		return
+	}
+	h.clients[c] = struct{}{}
+	h.count.Add(1)
+	h.mu.Unlock()
+	// The first frame right away, so the page fills without waiting a tick.
+	if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, h.latestFrame()); err == nil {
+		c.send <- pm
+	}
+	h.wg.Add(2)
+	go h.writer(c)
+	go h.reader(c)
+}
+
+func (h *hub) drop(c *wsClient, why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dropLocked(c, why)
+}
+
+func (h *hub) dropLocked(c *wsClient, why string) {
+	c.once.Do(func() {
+		delete(h.clients, c)
+		h.count.Add(-1)
+		if why != "" {
+			h.dropped.Add(1)
+			h.logger.Debug("dropped dashboard client", zap.String("reason", why), zap.String("remote", c.conn.RemoteAddr().String()))
+		}
+		close(c.done)
+		c.conn.Close()
+	})
+}
+
+func (h *hub) writer(c *wsClient) {
+	defer h.wg.Done()
+	ping := time.NewTicker(h.pongWait * 9 / 10)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case pm := <-c.send:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(h.writeWait))
+			if err := c.conn.WritePreparedMessage(pm); err != nil {
+				h.drop(c, "write failed")
+				return
+			}
+		case <-ping.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(h.writeWait)); err != nil {
+				h.drop(c, "ping failed")
+				return
+			}
+		}
+	}
+}
+
+// reader handles pongs and close frames; a client that sends nothing (no
+// pong) for pongWait is dropped. Clients have nothing else to say.
+func (h *hub) reader(c *wsClient) {
+	defer h.wg.Done()
+	c.conn.SetReadLimit(512)
+	_ = c.conn.SetReadDeadline(time.Now().Add(h.pongWait))
+	c.conn.SetPongHandler(func(string) error {
+		return c.conn.SetReadDeadline(time.Now().Add(h.pongWait))
+	})
+	for {
+		if _, _, err := c.conn.ReadMessage(); err != nil {
+			why := "silent"
+			if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+				why = "" // left on its own
+			}
+			h.drop(c, why)
+			return
+		}
+	}
+}
+
+// stop closes every connection and waits for the hub's goroutines.
+func (h *hub) stop() {
+	h.cancel()
+	h.mu.Lock()
+	for c := range h.clients {
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server reloading"), time.Now().Add(time.Second))
+		h.dropLocked(c, "")
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// hijackWriter lets gorilla/websocket hijack through Caddy's writer
+// wrappers: gorilla asserts http.Hijacker, which Caddy's IdleTimeoutWriter
+// only offers through Unwrap.
+type hijackWriter struct{ http.ResponseWriter }
+
+func (w hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
