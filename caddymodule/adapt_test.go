@@ -62,6 +62,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 // system, the Compose ones) and every ```caddyfile example of the README.
 func TestProjectCaddyfilesAdapt(t *testing.T) {
 	t.Setenv("VIDEO_DIR", "/srv/videos")
+	t.Setenv("DASHBOARD_PASSWORD_HASH", "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG")
 	inputs := map[string]string{}
 	for _, pattern := range []string{"../Caddyfile", "../deploy/*.Caddyfile"} {
 		files, _ := filepath.Glob(pattern)

@@ -22,9 +22,11 @@ import (
 func init() {
 	caddy.RegisterModule(CDNDashboard{})
 	httpcaddyfile.RegisterHandlerDirective("cdn_dashboard", parseCDNDashboard)
-	// Early, so the load balancer's own accounting sees every request of
-	// the site and users need no order line.
-	httpcaddyfile.RegisterDirectiveOrder("cdn_dashboard", httpcaddyfile.After, "tracing")
+	// After the authentication directives, so basic_auth or forward_auth
+	// protect the dashboard with no order line, and before handle, route
+	// and reverse_proxy, so the load balancer's accounting sees every
+	// request of the site.
+	httpcaddyfile.RegisterDirectiveOrder("cdn_dashboard", httpcaddyfile.After, "forward_auth")
 }
 
 // CDNDashboard serves the live dashboard of a pool: the page, a WebSocket
