@@ -75,3 +75,7 @@ func evalUntil(t *testing.T, ctx context.Context, timeout time.Duration, what, e
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func chromedpDo(ctx context.Context, url string) error {
+	return chromedp.Do(ctx, chromedp.Navigate(url))
+}

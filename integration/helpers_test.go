@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,4 +257,32 @@ func reload(t testing.TB, c *cluster.Caddy, caddyfile string) {
 	if err := c.Reload(strings.ReplaceAll(caddyfile, "%ADMIN%", c.Admin)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+var (
+	bigVideoOnce sync.Once
+	bigVideoErr  error
+)
+
+// bigVideo adds big.mp4 (20 s of 720p, about 20 MB, moov first) to the
+// library, made with ffmpeg.
+func bigVideo(t testing.TB) string {
+	t.Helper()
+	lib := library(t)
+	ffmpeg := testenv.Program(t, "ffmpeg")
+	path := filepath.Join(lib, "big.mp4")
+	bigVideoOnce.Do(func() {
+		out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+			"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=20",
+			"-f", "lavfi", "-i", "sine=frequency=440:duration=20",
+			"-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-g", "50", "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-movflags", "+faststart", path).CombinedOutput()
+		if err != nil {
+			bigVideoErr = fmt.Errorf("ffmpeg: %v: %s", err, out)
+		}
+	})
+	if bigVideoErr != nil {
+		t.Fatal(bigVideoErr)
+	}
+	return path
 }
