@@ -16,10 +16,10 @@ GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod 
 
 # System packages the tests use: Chromium (browser tests), Prometheus and
 # promtool, ffmpeg/ffprobe, and the peer load balancers of the benchmarks.
-APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy
-APT_COMMANDS := chromium prometheus ffprobe wrk nginx haproxy
+APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy docker-compose
+APT_COMMANDS := chromium prometheus promtool ffmpeg ffprobe wrk nginx haproxy docker-compose
 
-.PHONY: all build run test test-unit test-integration lint bench deps clean
+.PHONY: all build run test lint bench deps dashboard-vendor clean
 
 all: build
 
@@ -59,8 +59,14 @@ test: deps build lint
 	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
 	@echo "all tests passed"
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./caddymodule/ | tee build/bench.txt
+bench:
+	@mkdir -p build
+	$(GO) test -run '^$$' -bench BenchmarkSelect -benchmem -count 5 ./caddymodule/ | tee build/bench.txt
+
+# Reinstall the chart library from the lock file and copy it into the page.
+dashboard-vendor:
+	cd dashboard && npm ci --no-audit --no-fund
+	cp dashboard/node_modules/chart.js/dist/chart.umd.min.js dashboard/static/vendor/chart.umd.min.js
 
 clean:
 	rm -rf bin build

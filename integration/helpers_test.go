@@ -42,6 +42,9 @@ func startCaddy(t testing.TB, name, caddyfile string, opts cluster.Options) *clu
 	t.Helper()
 	bin := testenv.Caddy(t)
 	admin := addr(freePort(t))
+	for i, e := range opts.Env {
+		opts.Env[i] = strings.ReplaceAll(e, "%ADMIN%", admin)
+	}
 	c, err := cluster.StartCaddy(bin, filepath.Join(t.TempDir(), name), admin, strings.ReplaceAll(caddyfile, "%ADMIN%", admin), opts)
 	if err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -286,3 +289,5 @@ func bigVideo(t testing.TB) string {
 	}
 	return path
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
