@@ -339,7 +339,6 @@ func (d *CDNDashboard) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	return nil
 }
 
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*CDNDashboard)(nil)

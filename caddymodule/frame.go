@@ -16,7 +16,10 @@ const FrameSchema = "1.0"
 
 // Frame is one second of the CDN as the load balancer sees it.
 type Frame struct {
-	Schema          string        `json:"schema"`
+	Schema string `json:"schema"`
+	// Seq numbers the frames of one dashboard handler: a gap means the
+	// client missed frames.
+	Seq             uint64        `json:"seq"`
 	Time            time.Time     `json:"time"`
 	Pool            string        `json:"pool"`
 	IntervalSeconds float64       `json:"interval_seconds"`
@@ -74,6 +77,7 @@ type frameBuilder struct {
 	interval time.Duration
 
 	mu         sync.Mutex
+	seq        uint64
 	prev       edgeagent.Counters
 	havePrev   bool
 	perSecond  []uint64 // requests per frame over the last minute
@@ -91,7 +95,8 @@ func (f *frameBuilder) frame() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
-	fr := Frame{Schema: FrameSchema, Time: now.UTC(), Pool: f.board.name, IntervalSeconds: f.interval.Seconds(), Edges: []EdgeFigures{}}
+	f.seq++
+	fr := Frame{Schema: FrameSchema, Seq: f.seq, Time: now.UTC(), Pool: f.board.name, IntervalSeconds: f.interval.Seconds(), Edges: []EdgeFigures{}}
 
 	cur, _ := f.meter.Counters()
 	fr.LB.RequestsTotal, fr.LB.Streams = cur.Requests, cur.InFlight

@@ -1,0 +1,228 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+// fakeAgent serves reports whose body the test controls.
+type fakeAgent struct {
+	hang  atomic.Bool // never answer in time
+	srv   *httptest.Server
+	body  atomic.Value // string
+	hits  atomic.Int64
+	token string
+}
+
+func newFakeAgent(t *testing.T, token string) *fakeAgent {
+	a := &fakeAgent{token: token}
+	a.setLoad(10, edgeagent.StateReady)
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.hits.Add(1)
+		if a.hang.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		if a.token != "" && r.Header.Get("Authorization") != "Bearer "+a.token {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(a.body.Load().(string)))
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *fakeAgent) setLoad(load float64, state edgeagent.State) {
+	rep := edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: "fake", Timestamp: time.Now(), State: state,
+		CPUPercent: load, MemoryPercent: load, IntervalSeconds: 1}
+	b, _ := json.Marshal(rep)
+	a.body.Store(string(b))
+}
+
+func (a *fakeAgent) dial() string { return strings.TrimPrefix(a.srv.URL, "http://") }
+
+// newPolledSetup builds a policy whose board really polls.
+func newPolledSetup(t *testing.T, agents []*fakeAgent, configure func(*TieredSelection)) (*TieredSelection, reverseproxy.UpstreamPool) {
+	t.Helper()
+	p := new(TieredSelection)
+	p.Interval = caddy.Duration(100 * time.Millisecond)
+	if configure != nil {
+		configure(p)
+	}
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b := newBoard(fmt.Sprintf("polled-%p", p), zap.NewNop())
+	t.Cleanup(func() { _ = b.Destruct() })
+	b.configure(p.boardConfig())
+	p.board = b
+	var pool reverseproxy.UpstreamPool
+	for _, a := range agents {
+		pool = append(pool, &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: a.dial()})
+	}
+	return p, pool
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBoardPollsConcurrently: Select from many goroutines while pollers
+// publish reports (run under -race by make test); the loaded agent loses
+// its share once its report arrives.
+func TestBoardPollsConcurrently(t *testing.T) {
+	agents := []*fakeAgent{newFakeAgent(t, "tok"), newFakeAgent(t, "tok"), newFakeAgent(t, "tok")}
+	p, pool := newPolledSetup(t, agents, func(p *TieredSelection) { p.Token = "tok" })
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+	var picks [3]atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if k%100 == 0 {
+					time.Sleep(time.Millisecond) // requests arrive, they do not spin
+				}
+				u := p.Select(pool, nil, nil)
+				for i := range pool {
+					if pool[i] == u {
+						picks[i].Add(1)
+					}
+				}
+			}
+		}()
+	}
+	waitUntil(t, "every upstream trusted", func() bool {
+		for _, e := range p.board.sorted() {
+			if v := e.view.Load(); v == nil || !v.trusted {
+				return false
+			}
+		}
+		return len(p.board.sorted()) == 3
+	})
+	agents[0].setLoad(95, edgeagent.StateReady)
+	waitUntil(t, "the loaded upstream in tier 3", func() bool {
+		v := p.board.entries.Load().byDial[agents[0].dial()].view.Load()
+		return v != nil && v.tier == 3
+	})
+	for i := range picks {
+		picks[i].Store(0)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if picks[0].Load() != 0 || picks[1].Load() == 0 || picks[2].Load() == 0 {
+		t.Fatalf("picks = %d %d %d: the tier-3 upstream must get none", picks[0].Load(), picks[1].Load(), picks[2].Load())
+	}
+}
+
+// TestBoardBadReports: every kind of bad report is rejected with its
+// counted reason and the last good report is kept until it goes stale.
+func TestBoardBadReports(t *testing.T) {
+	a := newFakeAgent(t, "")
+	p, pool := newPolledSetup(t, []*fakeAgent{a}, nil)
+	p.Select(pool, nil, nil)
+	e := p.board.entries.Load().byDial[a.dial()]
+	waitUntil(t, "trusted", func() bool { v := e.view.Load(); return v != nil && v.trusted })
+	good := e.view.Load().report.Seq
+	_ = good
+	future := time.Now().Add(100 * 365 * 24 * time.Hour).Format(time.RFC3339)
+	cases := []struct{ body, reason string }{
+		{`{"schema":"1.0","timestamp":"2026-01-01T00:00:00Z","state":"ready","cpu_percent":1e400}`, edgeagent.ReasonMalformed},
+		{`{"schema":"1.0","timestamp":"2026-01-01T00:00:00Z","state":"ready","cpu_percent":-5}`, edgeagent.ReasonInvalid},
+		{`{"schema":"1.0","timestamp":"2026-01-01T00:00:00Z","state":"ready","cpu_percent":NaN}`, edgeagent.ReasonMalformed},
+		{`{"schema":"1.0","timest`, edgeagent.ReasonMalformed},
+		{`<html><body>502 Bad Gateway</body></html>`, edgeagent.ReasonMalformed},
+		{`{"edge":"` + strings.Repeat("x", 10<<20) + `"}`, edgeagent.ReasonTooLarge},
+		{`{"schema":"2.0","timestamp":"2026-01-01T00:00:00Z","state":"ready"}`, edgeagent.ReasonSchema},
+	}
+	for _, c := range cases {
+		before := e.errors[c.reason].Load()
+		a.body.Store(c.body)
+		waitUntil(t, "a "+c.reason+" rejection", func() bool { return e.errors[c.reason].Load() > before })
+		if v := e.view.Load(); v == nil || v.report.Edge != "fake" {
+			t.Fatalf("after %s the last good report is gone", c.reason)
+		}
+	}
+	// Timestamps far away are accepted: freshness is judged by the LB's clock.
+	a.body.Store(`{"schema":"1.0","edge":"skewed","timestamp":"` + future + `","state":"ready","cpu_percent":3}`)
+	waitUntil(t, "the skewed report", func() bool { return e.view.Load().report.Edge == "skewed" })
+	waitUntil(t, "the skewed report trusted", func() bool { v := e.view.Load(); return v.trusted })
+	// A hung agent: polls time out (counted), the report goes stale and the
+	// upstream becomes unknown, neither down nor trusted.
+	a.hang.Store(true)
+	waitUntil(t, "a timeout", func() bool { return e.errors[reasonTimeout].Load() > 0 })
+	waitUntil(t, "staleness", func() bool {
+		return !e.view.Load().usable(time.Now().UnixNano(), p.board.cfg.Load().StaleAfter)
+	})
+	if v := e.view.Load(); v.down || v.report.Edge != "skewed" {
+		t.Errorf("hung agent: view down=%v edge=%q, want the last report kept and not down", v.down, v.report.Edge)
+	}
+	a.hang.Store(false)
+}
+
+// TestBoardRefusedOwnAddressIsDown: an agent on the upstream's own address
+// that refuses connections makes it down; a separate agent that is down
+// leaves it unknown.
+func TestBoardRefusedOwnAddressIsDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	p, _ := newPolledSetup(t, nil, nil)
+	own := &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: dead}
+	p.Select(reverseproxy.UpstreamPool{own}, nil, nil)
+	e := p.board.entries.Load().byDial[dead]
+	waitUntil(t, "down", func() bool { v := e.view.Load(); return v != nil && v.down })
+
+	p2, _ := newPolledSetup(t, nil, func(p *TieredSelection) { p.ReportURL = "http://" + dead + "/_edgetier/load?for={upstream}" })
+	other := &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: "127.0.0.1:1"}
+	p2.Select(reverseproxy.UpstreamPool{other}, nil, nil)
+	e2 := p2.board.entries.Load().byDial["127.0.0.1:1"]
+	waitUntil(t, "a refused poll", func() bool { return e2.errors[reasonRefused].Load() > 0 })
+	if v := e2.view.Load(); v != nil && v.down {
+		t.Fatal("an upstream whose separate agent refuses was marked down")
+	}
+}

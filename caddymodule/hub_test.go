@@ -1,0 +1,134 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// TestHubDropsSilentClients runs the hub in-process (under -race in make
+// test): readers get every frame, clients that never read are dropped
+// within the pong wait, and stop leaves no goroutine behind.
+func TestHubDropsSilentClients(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	var frames atomic.Int64
+	h := newHub(100*time.Millisecond, time.Second, 300*time.Millisecond, 100, 8, func() []byte {
+		return []byte(strconv.FormatInt(frames.Add(1), 10))
+	}, zap.NewNop())
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.full() {
+			http.Error(w, "full", http.StatusServiceUnavailable)
+			return
+		}
+		conn, err := upgrader.Upgrade(hijackWriter{w}, r, nil)
+		if err != nil {
+			return
+		}
+		h.join(conn)
+	}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	const n = 40
+	var silent []*websocket.Conn
+	var wg sync.WaitGroup
+	counts := make([]int, n/2)
+	gaps := make([]int, n/2)
+	for i := 0; i < n; i++ {
+		c, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			silent = append(silent, c)
+			continue
+		}
+		wg.Add(1)
+		go func(k int, c *websocket.Conn) {
+			defer wg.Done()
+			defer c.Close()
+			deadline := time.Now().Add(1500 * time.Millisecond)
+			last := int64(-1)
+			for time.Now().Before(deadline) {
+				_ = c.SetReadDeadline(deadline)
+				_, data, err := c.ReadMessage()
+				if err != nil {
+					return
+				}
+				seq, _ := strconv.ParseInt(string(data), 10, 64)
+				// The first frame is the latest on joining; from then on
+				// every frame must arrive, in order.
+				if last >= 0 && seq != last+1 && seq != last {
+					gaps[k]++
+				}
+				last = seq
+				counts[k]++
+			}
+		}(i/2, c)
+	}
+	wg.Wait()
+	for k, c := range counts {
+		if c < 3 || gaps[k] > 0 {
+			t.Errorf("reader %d got %d frames with %d gaps: want every frame", k, c, gaps[k])
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for h.count.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.count.Load(); got != 0 {
+		t.Errorf("%d clients still joined after the readers left and the silent ones passed the pong wait", got)
+	}
+	if h.dropped.Load() < n/2 {
+		t.Errorf("dropped %d clients, want the %d silent ones", h.dropped.Load(), n/2)
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+	h.stop()
+	srv.Close()
+	deadline = time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > baseline+2 {
+		t.Errorf("%d goroutines after stop, baseline %d", g, baseline)
+	}
+}
+
+// TestHubMaxClients: a full hub refuses new clients.
+func TestHubMaxClients(t *testing.T) {
+	h := newHub(time.Second, time.Second, time.Second, 1, 2, func() []byte { return []byte(`{}`) }, zap.NewNop())
+	defer h.stop()
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.full() {
+			http.Error(w, "full", http.StatusServiceUnavailable)
+			return
+		}
+		conn, err := upgrader.Upgrade(hijackWriter{w}, r, nil)
+		if err == nil {
+			h.join(conn)
+		}
+	}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second client: %v %v", resp, err)
+	}
+}
