@@ -54,10 +54,11 @@ lint:
 test: deps build lint
 	@mkdir -p build
 	EDGETIER_CADDY=$(CURDIR)/bin/caddy EDGETIER_AGENT=$(CURDIR)/bin/edgeagent \
-	  $(GO) test -p 1 -count=1 -timeout 20m -v ./... 2>&1 | tee build/test.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS|panic)' | grep -v '^=== RUN'
-	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
+	  $(GO) test -p 1 -count=1 -timeout 20m -v ./... 2>&1 | tee build/test.log | grep -E '^(--- |ok|FAIL|panic)' || true
+	@if grep -qE '^(--- FAIL|FAIL|panic)' build/test.log; then echo "FAIL: see build/test.log"; exit 1; fi
 	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
-	@echo "all tests passed"
+	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
+	@echo "$$(grep -cE -- '^\s*--- PASS' build/test.log) passed, $$(grep -cE -- '^\s*--- FAIL' build/test.log) failed"
 
 bench:
 	@mkdir -p build

@@ -281,6 +281,34 @@ type view struct {
 	tier             int
 	// stayLo and stayHi bound the scores that keep tier (hysteresis).
 	stayLo, stayHi float64
+	// code sums up down, state and trust for Select.
+	code viewCode
+}
+
+// viewCode is what Select does with a view received within stale_after.
+type viewCode uint8
+
+const (
+	codeTrusted viewCode = iota // scored
+	codeWarming                 // not trusted yet: average
+	codeDrain
+	codeMaint
+	codeDown // whatever the report's age
+)
+
+func (v *view) setCode() {
+	switch {
+	case v.down:
+		v.code = codeDown
+	case v.report.State == edgeagent.StateMaint:
+		v.code = codeMaint
+	case v.report.State == edgeagent.StateDrain:
+		v.code = codeDrain
+	case !v.trusted:
+		v.code = codeWarming
+	default:
+		v.code = codeTrusted
+	}
 }
 
 // tierFor is the tier of a corrected score: the report's tier while the

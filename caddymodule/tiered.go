@@ -336,6 +336,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 
 	var tiers [5]reservoir
 	rng := newXorshift()
+	single := p.Choices == 1
 	fresh, candidates := 0, 0
 	drainIdx, downIdx := -1, -1
 	drainLoad, downLoad := math.MaxInt, math.MaxInt
@@ -352,35 +353,47 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			v = e.view.Load()
 		}
 		inflight := u.NumRequests()
+		code := codeWarming // unknown: no report, or a stale one
+		if v != nil && (v.code == codeDown || now-v.receivedAt <= stale) {
+			code = v.code
+		}
 		var score float64
 		var tier int
-		switch {
-		case v != nil && v.down:
-			if inflight < downLoad {
-				downIdx, downLoad = i, inflight
-			}
-			continue
-		case v == nil || now-v.receivedAt > stale:
+		switch code {
+		case codeTrusted:
+			fresh++
+			score = v.correctedScore(inflight)
+			tier = v.tierFor(score, cfg.Thresholds)
+		case codeWarming:
 			// Unknown: as loaded as the average edge, plus what we hold on it.
 			score = unknownScore(unknownBase, unknownStreams, inflight)
 			tier = rawTier(score, cfg.Thresholds)
-		case v.report.State == edgeagent.StateMaint:
-			continue
-		case v.report.State == edgeagent.StateDrain:
+		case codeDrain:
 			if inflight < drainLoad {
 				drainIdx, drainLoad = i, inflight
 			}
 			continue
-		case !v.trusted:
-			score = unknownScore(unknownBase, unknownStreams, inflight)
-			tier = rawTier(score, cfg.Thresholds)
-		default:
-			fresh++
-			score = v.correctedScore(inflight)
-			tier = v.tierFor(score, cfg.Thresholds)
+		case codeDown:
+			if inflight < downLoad {
+				downIdx, downLoad = i, inflight
+			}
+			continue
+		default: // maintenance
+			continue
 		}
 		candidates++
-		tiers[tier].offer(i, score, &rng)
+		// Reservoir sampling of two per tier (inlined: this loop is the
+		// whole cost of Select).
+		r := &tiers[tier]
+		r.n++
+		if r.n <= 2 {
+			r.idx[r.n-1], r.score[r.n-1] = int32(i), score
+		} else if j := rng.below(r.n); j < 2 {
+			r.idx[j], r.score[j] = int32(i), score
+		}
+		if single && (r.n == 1 || score < r.bestS) {
+			r.best, r.bestS = int32(i), score
+		}
 	}
 
 	var chosen, kind int
