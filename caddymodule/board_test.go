@@ -226,3 +226,21 @@ func TestBoardRefusedOwnAddressIsDown(t *testing.T) {
 		t.Fatal("an upstream whose separate agent refuses was marked down")
 	}
 }
+
+// TestBoardForgetsUnseenUpstreams: an upstream no pool holds any more
+// stops being polled after forget_after.
+func TestBoardForgetsUnseenUpstreams(t *testing.T) {
+	a := newFakeAgent(t, "")
+	p, pool := newPolledSetup(t, []*fakeAgent{a}, func(p *TieredSelection) {
+		p.StaleAfter = caddy.Duration(300 * time.Millisecond)
+		p.ForgetAfter = caddy.Duration(time.Second)
+	})
+	p.Select(pool, nil, nil)
+	waitUntil(t, "polls", func() bool { return a.hits.Load() >= 3 })
+	waitUntil(t, "the upstream to be forgotten", func() bool { return len(p.board.sorted()) == 0 })
+	hits := a.hits.Load()
+	time.Sleep(400 * time.Millisecond)
+	if a.hits.Load() > hits+1 {
+		t.Fatalf("still polling a forgotten upstream: %d → %d", hits, a.hits.Load())
+	}
+}

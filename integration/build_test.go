@@ -1,0 +1,23 @@
+package integration
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/edgetier/edgetier/internal/testenv"
+)
+
+// TestBuiltCaddyListsModules: the xcaddy build (make build) has every
+// edgetier module.
+func TestBuiltCaddyListsModules(t *testing.T) {
+	out, err := exec.Command(testenv.Caddy(t), "list-modules").CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy list-modules: %v\n%s", err, out)
+	}
+	for _, id := range []string{"http.handlers.edge_agent", "http.handlers.cdn_dashboard", "http.reverse_proxy.selection_policies.tiered"} {
+		if !strings.Contains(string(out), id+"\n") {
+			t.Errorf("caddy list-modules lacks %s", id)
+		}
+	}
+}
