@@ -102,19 +102,21 @@ func (h *hub) full() bool { return h.count.Load() >= int64(h.maxClients) }
 // join serves an upgraded connection until it ends or is dropped.
 func (h *hub) join(conn *websocket.Conn) {
 	c := &wsClient{conn: conn, send: make(chan *websocket.PreparedMessage, h.queue), done: make(chan struct{})}
+	first := h.latestFrame()
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
 		conn.Close()
 		return
 	}
+	// The latest frame first, so the page fills without waiting a tick;
+	// queued under the lock, so no broadcast can overtake it.
+	if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, first); err == nil {
+		c.send <- pm
+	}
 	h.clients[c] = struct{}{}
 	h.count.Add(1)
 	h.mu.Unlock()
-	// The first frame right away, so the page fills without waiting a tick.
-	if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, h.latestFrame()); err == nil {
-		c.send <- pm
-	}
 	h.wg.Add(2)
 	go h.writer(c)
 	go h.reader(c)

@@ -157,12 +157,12 @@ func TestSelect(t *testing.T) {
 			s.report(0, 90, ready, 2)
 			s.report(1, 10, ready, 2)
 			s.report(2, 12, ready, 2)
-		}, []check{none(0), some(1, 0.3), some(2, 0.3)}},
+		}, []check{none(0), near(1, 1, 0)}},
 		{"a single best upstream shares with the next tier", 3, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 30, ready, 2)
 			s.report(2, 35, ready, 2)
-		}, []check{near(0, 2.0/3, 0.05), some(1, 0.12), some(2, 0.12)}},
+		}, []check{near(0, 2.0/3, 0.05), near(1, 1.0/3, 0.05)}},
 		{"choices 1 always takes the single best", 3, func(p *TieredSelection) { p.Choices = 1 }, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 30, ready, 2)
@@ -188,14 +188,18 @@ func TestSelect(t *testing.T) {
 			s.report(1, 60, ready, 2)
 			s.report(2, 60, ready, 2)
 		}, []check{near(0, 2.0/3, 0.05)}},
-		{"scores within the hysteresis count as equal: fewer in flight wins", 2, nil, func(s *testSetup, t *testing.T) {
-			s.report(0, 10, ready, 2)
-			s.report(1, 13, ready, 2)
-			setInFlight(t, s.pool[0], 3)
-		}, []check{none(0)}},
-		{"a clearly lower score wins despite more in flight", 2, nil, func(s *testSetup, t *testing.T) {
+		{"within a tier, fewer in flight wins", 2, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 20, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{none(0), near(1, 1, 0)}},
+		{"within a tier and equal in flight, the lower score wins", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 20, ready, 2)
+		}, []check{near(0, 1, 0)}},
+		{"a lower tier wins despite more in flight", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 60, ready, 2)
 			setInFlight(t, s.pool[0], 3)
 		}, []check{near(0, 1, 0)}},
 		{"down gets nothing while others serve", 3, nil, func(s *testSetup, t *testing.T) {

@@ -407,7 +407,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	case fresh == 0:
 		chosen, kind = p.leastInFlightOfTwo(pool, cache), selFallback
 	default:
-		chosen, kind = p.choose(&tiers, pool, cfg.Hysteresis, &rng)
+		chosen, kind = p.choose(&tiers, pool, &rng)
 	}
 	var e *entry
 	if cache != nil {
@@ -439,7 +439,7 @@ func unknownScore(average, perStream float64, inflight int) float64 {
 // choose applies the tier rule and power of two choices (or, with choices
 // 1, the single best) to the sampled candidates. It returns the index and
 // the tier chosen from.
-func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) (int, int) {
+func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, rng *xorshift) (int, int) {
 	lo := 1
 	for tiers[lo].n == 0 {
 		lo++
@@ -449,7 +449,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 		return int(r.best), lo
 	}
 	if r.n >= 2 {
-		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, tolerance, rng), lo
+		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
 	// the next report: the next tier's compete with it, two drawn at
@@ -463,25 +463,29 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, tolerance, rng), hi
+		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, rng), hi
 	}
 	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
 }
 
-// better returns the better of two upstreams of one tier: the clearly
-// lower score, else (scores within tolerance points count as equal, since
-// reports are noisy) the one with fewer of our requests in flight, so
-// equal edges balance as with least_conn.
-func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
-	switch {
-	case sb < sa-tolerance:
-		return int(b)
-	case sa < sb-tolerance:
-		return int(a)
-	}
+// better returns the better of two upstreams of one tier. The tier says
+// how loaded an edge is (scores are noisy: edges within a tier count as
+// equally good); within it, the one with fewer of our requests in flight
+// wins, so equal edges balance as with least_conn and a slow edge, whose
+// requests last longer, gets fewer. The lower score breaks ties.
+func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, rng *xorshift) int {
 	na, nb := pool[a].NumRequests(), pool[b].NumRequests()
-	if nb < na || (nb == na && rng.below(2) == 0) {
+	switch {
+	case nb < na:
+		return int(b)
+	case na < nb:
+		return int(a)
+	case sb < sa:
+		return int(b)
+	case sa < sb:
+		return int(a)
+	case rng.below(2) == 0:
 		return int(b)
 	}
 	return int(a)

@@ -19,7 +19,7 @@ func TestDefaultCaddyfile(t *testing.T) {
 	lbPort := freePort(t)
 	lb := startCaddy(t, "default", string(caddyfile), cluster.Options{Env: []string{
 		"EDGETIER_ADMIN=%ADMIN%", // replaced below
-		"LB_SITE=http://127.0.0.1:" + itoa(lbPort),
+		"LB_SITE=http://:" + itoa(lbPort),
 		"VIDEO_DIR=" + library(t),
 	}})
 	_ = lb
@@ -27,6 +27,8 @@ func TestDefaultCaddyfile(t *testing.T) {
 	check := func(method, path string, header map[string]string, status int, wantType string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
+		// Viewers use names, not the LB's loopback address.
+		req.Host = "localhost"
 		for k, v := range header {
 			req.Header.Set(k, v)
 		}

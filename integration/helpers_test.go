@@ -80,7 +80,8 @@ const globalOptions = `{
 // under /videos/ inside a handle block.
 func edgeConfig(port int, name, root, agentOptions string) string {
 	return globalOptions + fmt.Sprintf(`
-http://127.0.0.1:%d {
+http://:%d {
+	bind 127.0.0.1
 	edge_agent %s {
 		interval 250ms
 		%s
