@@ -77,6 +77,7 @@ type board struct {
 
 	collector *boardCollector
 	events    eventLog
+	resumes   resumeCounters
 }
 
 // entries is an immutable set of polled upstreams; gen changes with it.

@@ -15,6 +15,7 @@ type boardCollector struct {
 	b                                                        *board
 	score, tier, load, age, stale, down, state, trusted      *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount *prometheus.Desc
+	resumes                                                  *prometheus.Desc
 }
 
 func newBoardCollector(b *board) *boardCollector {
@@ -37,12 +38,13 @@ func newBoardCollector(b *board) *boardCollector {
 		polls:          desc("upstream_polls_total", "Report polls made.", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
 		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
+		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
 	}
 }
 
 func (c *boardCollector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes}
 }
 
 // Describe implements prometheus.Collector.
@@ -58,6 +60,9 @@ func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	list := c.b.sorted()
 	ch <- prometheus.MustNewConstMetric(c.upCount, prometheus.GaugeValue, float64(len(list)))
+	for i, outcome := range resumeOutcomes {
+		ch <- prometheus.MustNewConstMetric(c.resumes, prometheus.CounterValue, float64(c.b.resumes[i].Load()), outcome)
+	}
 	for _, e := range list {
 		st := e.status(cfg, now)
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {

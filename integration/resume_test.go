@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
+)
+
+// resumeLB is a load balancer over edges with the edgetier transport.
+func resumeLB(t *testing.T, edges []*edgeProc, resume string) (*cluster.Caddy, string) {
+	t.Helper()
+	port := freePort(t)
+	cfg := globalOptions + fmt.Sprintf(`
+http://:%d {
+	bind 127.0.0.1
+	reverse_proxy %s {
+		lb_policy tiered {
+			interval 250ms
+		}
+		lb_retries 2
+		lb_try_duration 3s
+		lb_retry_match {
+			method GET HEAD
+		}
+		transport edgetier {
+			resume %s
+			http {
+				dial_timeout 1s
+				response_header_timeout 5s
+			}
+		}
+	}
+}
+`, port, strings.Join(edgeAddrs(edges), " "), resume)
+	lb := startCaddy(t, "lb", cfg, optsNone)
+	return lb, "http://" + addr(port)
+}
+
+// plainEdges starts edges (no cgroups) serving the given folders.
+func plainEdges(t *testing.T, roots ...string) []*edgeProc {
+	t.Helper()
+	var edges []*edgeProc
+	for i, root := range roots {
+		e := &edgeProc{name: fmt.Sprintf("edge-%d", i+1), port: freePort(t)}
+		e.caddy = startCaddy(t, e.name, edgeConfig(e.port, e.name, root, ""), optsNone)
+		edges = append(edges, e)
+	}
+	return edges
+}
+
+func edgeNamed(edges []*edgeProc, name string) *edgeProc {
+	for _, e := range edges {
+		if e.name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// servingEdge finds, among the live edges, the one holding a stream.
+func servingEdge(t *testing.T, edges []*edgeProc) *edgeProc {
+	t.Helper()
+	var found *edgeProc
+	eventually(t, 5*time.Second, "the edge serving the stream", func() (bool, string) {
+		for _, e := range edges {
+			if e.caddy.Exited() {
+				continue
+			}
+			if r := getReport(t, "http://"+addr(e.port)+"/_edgetier/load", ""); r.Streams >= 1 {
+				found = e
+				return true, e.name
+			}
+		}
+		return false, "no edge holds a stream"
+	})
+	return found
+}
+
+type download struct {
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// fetchKilling downloads path through the LB, reading slowly, and calls
+// kill once after each of the given offsets.
+func fetchKilling(t *testing.T, url, rng string, killAt []int64, kill func(k int, served string)) download {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	d := download{status: resp.StatusCode, header: resp.Header}
+	buf := make([]byte, 64<<10)
+	k := 0
+	for {
+		if k < len(killAt) && int64(len(d.body)) >= killAt[k] {
+			kill(k, resp.Header.Get("X-Edge"))
+			k++
+		}
+		n, err := resp.Body.Read(buf)
+		d.body = append(d.body, buf[:n]...)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				d.err = err
+			}
+			return d
+		}
+	}
+}
+
+// TestResumeOnAnotherEdge: the serving edge is killed (-9) after the first
+// MiB of a 50 MB file; the client still gets status, headers and bytes
+// equal to the file's: for a whole-file GET, for a Range from the middle,
+// and when the second edge dies too (the third finishes). With resume off
+// the client sees an abort, so the test tells the difference.
+func TestResumeOnAnotherEdge(t *testing.T) {
+	lib := library(t)
+	want := readBig(t)
+	wantSum := sha256.Sum256(want)
+	const mib = 1 << 20
+	mid := int64(len(want) / 2)
+
+	tests := []struct {
+		name    string
+		resume  string
+		rng     string
+		kills   int
+		wantErr bool
+	}{
+		{"whole file", "2", "", 1, false},
+		{"range from the middle", "2", fmt.Sprintf("bytes=%d-", mid), 1, false},
+		{"second edge dies too", "2", "", 2, false},
+		{"resume off: the client sees the abort", "off", "", 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			edges := plainEdges(t, lib, lib, lib)
+			lb, lbURL := resumeLB(t, edges, tt.resume)
+			// Let the board trust every edge, as on a running system.
+			eventually(t, 10*time.Second, "trusted edges", func() (bool, string) {
+				resp, err := http.Get(lbURL + "/sample.mp4")
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				for _, e := range edges {
+					if upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(e.port)) != 1 {
+						return false, e.name
+					}
+				}
+				return true, ""
+			})
+			killAt := []int64{mib, 3 * mib}[:tt.kills]
+			var killed []string
+			d := fetchKilling(t, lbURL+"/big.bin", tt.rng, killAt, func(k int, first string) {
+				victim := edgeNamed(edges, first)
+				if k > 0 {
+					victim = servingEdge(t, edges)
+				}
+				victim.caddy.Kill()
+				killed = append(killed, victim.name)
+			})
+			t.Logf("killed %v; got %d bytes, status %d, err %v", killed, len(d.body), d.status, d.err)
+			expected, status := want, http.StatusOK
+			if tt.rng != "" {
+				expected, status = want[mid:], http.StatusPartialContent
+			}
+			if tt.wantErr {
+				if d.err == nil || len(d.body) >= len(expected) {
+					t.Fatalf("with resume off the client got a clean response of %d bytes (err %v): want an abort", len(d.body), d.err)
+				}
+				return
+			}
+			if d.err != nil || d.status != status || d.header.Get("Content-Length") != fmt.Sprint(len(expected)) {
+				t.Fatalf("status %d, Content-Length %s, err %v: want %d with the file's length %d", d.status, d.header.Get("Content-Length"), d.err, status, len(expected))
+			}
+			if got := sha256.Sum256(d.body); got != sha256.Sum256(expected) || (tt.rng == "" && got != wantSum) {
+				t.Fatalf("body of %d bytes differs from the file's", len(d.body))
+			}
+			text := scrape(t, "http://"+lb.Admin+"/metrics")
+			if v, _ := metricValue(text, `edgetier_resumes_total{outcome="ok",pool="default"}`); v != float64(tt.kills) {
+				t.Errorf("resumes_total{ok} = %g, want %d", v, tt.kills)
+			}
+			for _, name := range killed {
+				if v := upstreamMetric(t, lb, "edgetier_upstream_stream_failures_total", addr(edgeNamed(edges, name).port)); v < 1 {
+					t.Errorf("the failure of %s was not remembered", name)
+				}
+			}
+		})
+	}
+}
+
+// TestResumeNeverMixesVersions: every edge holds a different version of
+// the file (another ETag); when the serving edge dies, no other can
+// continue the same representation, so the client connection is aborted,
+// and what it got is a prefix of one version only.
+func TestResumeNeverMixesVersions(t *testing.T) {
+	var roots []string
+	versions := map[string][]byte{}
+	for i := 0; i < 3; i++ {
+		dir := t.TempDir()
+		data := make([]byte, 48<<20)
+		_, _ = rand.Read(data)
+		if err := os.WriteFile(filepath.Join(dir, "big.bin"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, dir)
+		versions[fmt.Sprintf("edge-%d", i+1)] = data
+	}
+	edges := plainEdges(t, roots...)
+	lb, lbURL := resumeLB(t, edges, "2")
+	var first string
+	d := fetchKilling(t, lbURL+"/big.bin", "", []int64{1 << 20}, func(_ int, served string) {
+		first = served
+		edgeNamed(edges, served).caddy.Kill()
+	})
+	t.Logf("served by %s, killed; got %d bytes, err %v", first, len(d.body), d.err)
+	if d.err == nil {
+		t.Fatalf("the client got a clean response of %d bytes: want an abort", len(d.body))
+	}
+	if v := versions[first]; len(d.body) > len(v) || string(d.body) != string(v[:len(d.body)]) {
+		t.Fatal("the received bytes are not a prefix of the serving edge's version: mixed versions")
+	}
+	text := scrape(t, "http://"+lb.Admin+"/metrics")
+	if v, _ := metricValue(text, `edgetier_resumes_total{outcome="mismatch",pool="default"}`); v < 1 {
+		t.Errorf("resumes_total{mismatch} = %g, want 1", v)
+	}
+}
