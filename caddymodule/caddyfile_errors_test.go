@@ -16,9 +16,26 @@ func TestCaddyfileErrors(t *testing.T) {
 	agent := func(opts string) string {
 		return ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
 	}
+	transport := func(opts string) string {
+		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\ttransport edgetier {\n" + opts + "\n\t\t}\n\t}\n}\n"
+	}
+	dashboard := func(opts string) string {
+		return ":8080 {\n\tcdn_dashboard {\n" + opts + "\n\t}\n}\n"
+	}
 	tests := []struct {
 		name, caddyfile, want string
 	}{
+		{"transport resume", transport("resume 99"), `transport edgetier: resume: "99" is not off or a number of resumes between 1 and 10, at Caddyfile:4`},
+		{"transport budget", transport("resume_budget soon"), `transport edgetier: resume_budget: "soon" is not a positive duration, at Caddyfile:4`},
+		{"transport unknown", transport("colour red"), "transport edgetier: unrecognized option 'colour', at Caddyfile:4"},
+		{"transport http option", transport("http {\nwarp_speed 9\n}"), "warp_speed"},
+		{"transport repeated", transport("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
+		{"dashboard interval", dashboard("interval 1ms"), `cdn_dashboard: interval: "1ms" is not a duration of at least 100ms, at Caddyfile:3`},
+		{"dashboard path", dashboard("ws_path ws"), `cdn_dashboard: ws_path: "ws" must start with / and not end with /, at Caddyfile:3`},
+		{"dashboard clients", dashboard("max_clients 0"), `cdn_dashboard: max_clients: "0" is not a number between 1 and 1000000, at Caddyfile:3`},
+		{"dashboard origin", dashboard("allowed_origins ops.example.com"), `cdn_dashboard: allowed_origins: "ops.example.com" is not an origin like https://ops.example.com, at Caddyfile:3`},
+		{"dashboard unknown", dashboard("theme dark"), "cdn_dashboard: unrecognized option 'theme', at Caddyfile:3"},
+		{"dashboard repeated", dashboard("pool a\npool b"), "cdn_dashboard: option 'pool' given twice, at Caddyfile:4"},
 		{"weights not summing to 1", policy("weights 0.5 0.5 0.5 0 0"), "weights: must sum to 1, they sum to 1.5, at Caddyfile:4"},
 		{"weights count", policy("weights 0.5 0.5"), "weights: want 5 numbers"},
 		{"weight not a number", policy("weights a 0.5 0 0 0"), `weights: "a" is not a number, at Caddyfile:4`},
