@@ -79,3 +79,7 @@ func evalUntil(t *testing.T, ctx context.Context, timeout time.Duration, what, e
 func chromedpDo(ctx context.Context, url string) error {
 	return chromedp.Do(ctx, chromedp.Navigate(url))
 }
+
+func chromedpEval[T any](ctx context.Context, expr string) (T, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+}

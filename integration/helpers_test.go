@@ -264,29 +264,39 @@ func reload(t testing.TB, c *cluster.Caddy, caddyfile string) {
 }
 
 var (
-	bigVideoOnce sync.Once
-	bigVideoErr  error
+	videoOnce = map[string]*sync.Once{"big.mp4": {}, "huge.mp4": {}}
+	videoErrs sync.Map
 )
 
 // bigVideo adds big.mp4 (20 s of 720p, about 20 MB, moov first) to the
 // library, made with ffmpeg.
 func bigVideo(t testing.TB) string {
+	return makeVideo(t, "big.mp4", "20", []string{"-crf", "16"})
+}
+
+// hugeVideo adds huge.mp4 (60 s of 720p at 16 Mbit/s, about 115 MB): more
+// than a browser buffers ahead, so playback keeps a stream open.
+func hugeVideo(t testing.TB) string {
+	return makeVideo(t, "huge.mp4", "60", []string{"-b:v", "16M", "-maxrate", "16M", "-bufsize", "8M"})
+}
+
+func makeVideo(t testing.TB, name, seconds string, rate []string) string {
 	t.Helper()
 	lib := library(t)
 	ffmpeg := testenv.Program(t, "ffmpeg")
-	path := filepath.Join(lib, "big.mp4")
-	bigVideoOnce.Do(func() {
-		out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-			"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=20",
-			"-f", "lavfi", "-i", "sine=frequency=440:duration=20",
-			"-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-g", "50", "-pix_fmt", "yuv420p",
-			"-c:a", "aac", "-movflags", "+faststart", path).CombinedOutput()
-		if err != nil {
-			bigVideoErr = fmt.Errorf("ffmpeg: %v: %s", err, out)
+	path := filepath.Join(lib, name)
+	videoOnce[name].Do(func() {
+		args := []string{"-hide_banner", "-loglevel", "error", "-y",
+			"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=" + seconds,
+			"-f", "lavfi", "-i", "sine=frequency=440:duration=" + seconds,
+			"-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p"}
+		args = append(append(args, rate...), "-c:a", "aac", "-movflags", "+faststart", path)
+		if out, err := exec.Command(ffmpeg, args...).CombinedOutput(); err != nil {
+			videoErrs.Store(name, fmt.Errorf("ffmpeg: %v: %s", err, out))
 		}
 	})
-	if bigVideoErr != nil {
-		t.Fatal(bigVideoErr)
+	if err, ok := videoErrs.Load(name); ok {
+		t.Fatal(err)
 	}
 	return path
 }

@@ -244,3 +244,60 @@ func TestResumeNeverMixesVersions(t *testing.T) {
 		t.Errorf("resumes_total{mismatch} = %g, want 1", v)
 	}
 }
+
+// TestResumeDuringPlayback: headless Chromium plays a video through the
+// LB; the serving edge is killed during playback; currentTime keeps
+// advancing with no stall longer than 1 s.
+func TestResumeDuringPlayback(t *testing.T) {
+	hugeVideo(t)
+	lib := library(t)
+	edges := plainEdges(t, lib, lib, lib)
+	lb, lbURL := resumeLB(t, edges, "2")
+	eventually(t, 10*time.Second, "trusted edges", func() (bool, string) {
+		resp, err := http.Get(lbURL + "/sample.mp4")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		for _, e := range edges {
+			if upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(e.port)) != 1 {
+				return false, e.name
+			}
+		}
+		return true, ""
+	})
+	ctx := browser(t)
+	if err := chromedpDo(ctx, lbURL+"/huge.mp4"); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, ctx, 15*time.Second, "the video to play",
+		`(() => { const v = document.querySelector('video'); if (!v) return false; v.muted = true; if (v.paused) v.play(); return v.readyState >= 3 && v.currentTime > 1; })()`)
+	victim := servingEdge(t, edges)
+	victim.caddy.Kill()
+	t.Logf("killed %s during playback", victim.name)
+
+	// Sample currentTime for 4 s: it must keep advancing.
+	var longest, stalled time.Duration
+	last, lastAt := -1.0, time.Now()
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		cur, err := chromedpEval[float64](ctx, `document.querySelector('video').currentTime`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if cur > last {
+			last, lastAt = cur, now
+		}
+		if stalled = now.Sub(lastAt); stalled > longest {
+			longest = stalled
+		}
+	}
+	failed, _ := chromedpEval[bool](ctx, `document.querySelector('video').error !== null`)
+	t.Logf("currentTime %.1f s, longest stall %s", last, longest)
+	if failed || longest > time.Second {
+		t.Errorf("playback stalled %s after the kill (media error: %v)", longest, failed)
+	}
+	if v := upstreamMetric(t, lb, "edgetier_upstream_stream_failures_total", addr(victim.port)); v < 1 {
+		t.Errorf("the killed edge's failure was not remembered (did the kill hit a stream?)")
+	}
+}
