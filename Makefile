@@ -60,9 +60,10 @@ test: deps build lint
 	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
 	@echo "$$(grep -cE -- '^\s*--- PASS' build/test.log) passed, $$(grep -cE -- '^\s*--- FAIL' build/test.log) failed"
 
-bench:
+bench: build
 	@mkdir -p build
 	$(GO) test -run '^$$' -bench BenchmarkSelect -benchmem -count 5 ./caddymodule/ | tee build/bench.txt
+	EDGETIER_CADDY=$(CURDIR)/bin/caddy $(GO) test -run '^$$' -bench TransportOverhead -benchtime 1x ./integration/ | tee -a build/bench.txt
 
 # Reinstall the chart library from the lock file and copy it into the page.
 dashboard-vendor:
