@@ -187,6 +187,26 @@ func TestResumeOnAnotherEdge(t *testing.T) {
 				if d.err == nil || len(d.body) >= len(expected) {
 					t.Fatalf("with resume off the client got a clean response of %d bytes (err %v): want an abort", len(d.body), d.err)
 				}
+				// The failure is remembered, and the player's next Range
+				// request, from where it stopped, goes to a healthy edge;
+				// the joined bytes equal the file.
+				if v := upstreamMetric(t, lb, "edgetier_upstream_stream_failures_total", addr(edgeNamed(edges, killed[0]).port)); v < 1 {
+					t.Errorf("the failure of %s was not remembered", killed[0])
+				}
+				req, _ := http.NewRequest(http.MethodGet, lbURL+"/big.bin", nil)
+				req.Header.Set("Range", fmt.Sprintf("bytes=%d-", len(d.body)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rest, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusPartialContent || resp.Header.Get("X-Edge") == killed[0] {
+					t.Fatalf("next Range request: %d from %s, err %v", resp.StatusCode, resp.Header.Get("X-Edge"), err)
+				}
+				if sha256.Sum256(append(d.body, rest...)) != wantSum {
+					t.Fatal("the joined bytes differ from the file")
+				}
 				return
 			}
 			if d.err != nil || d.status != status || d.header.Get("Content-Length") != fmt.Sprint(len(expected)) {
