@@ -19,7 +19,7 @@ GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod 
 APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy docker-compose
 APT_COMMANDS := chromium prometheus promtool ffmpeg ffprobe wrk nginx haproxy docker-compose
 
-.PHONY: all build run test lint bench deps dashboard-vendor clean
+.PHONY: all build run test soak lint bench deps dashboard-vendor clean
 
 all: build
 
@@ -59,6 +59,11 @@ test: deps build lint
 	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
 	@echo "$$(grep -cE -- '^\s*--- PASS' build/test.log) passed, $$(grep -cE -- '^\s*--- FAIL' build/test.log) failed"
+
+# Long, bounded tests that stop by themselves; not part of make test.
+soak: deps build
+	EDGETIER_CADDY=$(CURDIR)/bin/caddy EDGETIER_AGENT=$(CURDIR)/bin/edgeagent \
+	  $(GO) test -tags soak -count=1 -timeout 15m -v -run Soak ./integration/
 
 bench: build
 	@mkdir -p build

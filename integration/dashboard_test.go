@@ -230,20 +230,21 @@ func caddyRuntime(t testing.TB, c *cluster.Caddy) (goroutines int, heap uint64) 
 // answering pings. The others keep receiving every frame; the silent ones
 // are dropped within the pong wait; goroutines and heap return to the
 // baseline after everyone leaves and after a reload.
-func TestDashboardSilentClients(t *testing.T) {
+func TestDashboardSilentClients(t *testing.T) { silentClients(t, 500) }
+
+func silentClients(t *testing.T, n int) {
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 4096 {
-		lim.Cur = min(lim.Max, 4096)
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(4*n) {
+		lim.Cur = min(lim.Max, uint64(4*n))
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	lbPort := freePort(t)
 	edgePort := freePort(t)
-	cfg := lbDashboardConfig(lbPort, []string{addr(edgePort)}, "interval 200ms\n\t\tpong_wait 1s\n\t\twrite_timeout 1s\n\t\tmax_clients 2000")
+	cfg := lbDashboardConfig(lbPort, []string{addr(edgePort)}, "interval 200ms\n\t\tpong_wait 1s\n\t\twrite_timeout 1s\n\t\tmax_clients 5000")
 	lb := startCaddy(t, "lb", cfg, optsNone)
 	url := "ws://" + addr(lbPort) + "/ws"
 	baseG, baseHeap := caddyRuntime(t, lb)
 
-	const n = 500
 	var readers, silent []*websocket.Conn
 	for i := 0; i < n; i++ {
 		c, _, err := dialWS(t, url, "")
