@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -185,6 +186,8 @@ func TestBoardBadReports(t *testing.T) {
 		}
 	}
 	// Timestamps far away are accepted: freshness is judged by the LB's clock.
+	a.body.Store(`{"schema":"1.0","edge":"past","timestamp":"1971-01-01T00:00:00Z","state":"ready","cpu_percent":3}`)
+	waitUntil(t, "the report from the past", func() bool { return e.view.Load().report.Edge == "past" })
 	a.body.Store(`{"schema":"1.0","edge":"skewed","timestamp":"` + future + `","state":"ready","cpu_percent":3}`)
 	waitUntil(t, "the skewed report", func() bool { return e.view.Load().report.Edge == "skewed" })
 	waitUntil(t, "the skewed report trusted", func() bool { v := e.view.Load(); return v.trusted })
@@ -243,4 +246,34 @@ func TestBoardForgetsUnseenUpstreams(t *testing.T) {
 	if a.hits.Load() > hits+1 {
 		t.Fatalf("still polling a forgotten upstream: %d → %d", hits, a.hits.Load())
 	}
+}
+
+// TestAgentStringsStayText: an edge name with placeholders and HTML is
+// shown as given (never expanded, never an address) in the frame.
+func TestAgentStringsStayText(t *testing.T) {
+	a := newFakeAgent(t, "")
+	const name = `{env.HOME}{http.request.host}<img src=x onerror=alert(1)>`
+	body, _ := json.Marshal(edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: name, Timestamp: time.Now(), State: edgeagent.StateReady})
+	a.body.Store(string(body))
+	p, pool := newPolledSetup(t, []*fakeAgent{a}, nil)
+	p.Select(pool, nil, nil)
+	e := p.board.entries.Load().byDial[a.dial()]
+	waitUntil(t, "the report", func() bool { v := e.view.Load(); return v != nil && v.report.Edge == name })
+	fb := newFrameBuilder(p.board, new(edgeagent.Meter), fixedHost{}, time.Second)
+	var f Frame
+	if err := json.Unmarshal(fb.frame(), &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Edges) != 1 || f.Edges[0].Edge != name || f.Edges[0].Upstream != a.dial() {
+		t.Fatalf("frame edges = %+v", f.Edges)
+	}
+	if e.reportURL != "http://"+a.dial()+"/_edgetier/load" {
+		t.Fatalf("report URL %q is not built from the upstream's address alone", e.reportURL)
+	}
+}
+
+type fixedHost struct{}
+
+func (fixedHost) Sample(context.Context) (edgeagent.Resources, error) {
+	return edgeagent.Resources{Scope: edgeagent.ScopeHost}, nil
 }
