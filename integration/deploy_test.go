@@ -55,6 +55,19 @@ func TestComposeConfig(t *testing.T) {
 	if out, err := exec.Command(promtool, "check", "config", "../prometheus.yml").CombinedOutput(); err != nil {
 		t.Errorf("promtool check config: %v\n%s", err, out)
 	}
+	lb, err := os.ReadFile("../deploy/lb.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"@ops path /dashboard /dashboard/* /ws /metrics /prometheus", "basic_auth @ops", "token {env.EDGE_TOKEN}"} {
+		if !strings.Contains(string(lb), want) {
+			t.Errorf("deploy/lb.Caddyfile lacks %q", want)
+		}
+	}
+	edge, err := os.ReadFile("../deploy/edge.Caddyfile")
+	if err != nil || !strings.Contains(string(edge), "token {env.EDGE_TOKEN}") {
+		t.Errorf("deploy/edge.Caddyfile does not require the agent token (%v)", err)
+	}
 	dockerfile, err := os.ReadFile("../xcaddy.Dockerfile")
 	if err != nil {
 		t.Fatal(err)
