@@ -302,5 +302,3 @@ func makeVideo(t testing.TB, name, seconds string, rate []string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func clusterEnv(env ...string) cluster.Options { return cluster.Options{Env: env} }

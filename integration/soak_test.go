@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestSoakDashboard2000Clients: 2,000 WebSocket clients, half silent.
@@ -116,3 +118,5 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+func clusterEnv(env ...string) cluster.Options { return cluster.Options{Env: env} }
