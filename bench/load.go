@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// sample is what one run of one arm measured.
+type sample struct {
+	ttfb     []time.Duration
+	bytes    int64
+	elapsed  time.Duration
+	errors   int
+	perEdge  map[string]int
+	perSec   []map[string]int // requests per edge in each second
+	inflight []float64        // spread (CV) of per-edge in-flight requests, every 100 ms
+}
+
+func (s *sample) throughputMBps() float64 { return float64(s.bytes) / 1e6 / s.elapsed.Seconds() }
+
+func (s *sample) percentile(p float64) time.Duration {
+	if len(s.ttfb) == 0 {
+		return 0
+	}
+	v := append([]time.Duration(nil), s.ttfb...)
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v[min(len(v)-1, int(p*float64(len(v))))]
+}
+
+// play runs players against bases (one per balancer; players are spread
+// over them) for d, the way video players fetch: the head of a file, then
+// sequential chunks of 256 KiB–2 MiB, sometimes a seek. With no base
+// (direct), each player request goes straight to an edge, round robin.
+func play(sys *system, bases []string, players int, d time.Duration, watch bool) *sample {
+	s := &sample{perEdge: map[string]int{}}
+	var mu sync.Mutex
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: players, DisableCompression: true}, Timeout: 30 * time.Second}
+	start := time.Now()
+	deadline := start.Add(d)
+	direct := 0
+	stop := make(chan struct{})
+	var watcher sync.WaitGroup
+	if watch {
+		watcher.Add(1)
+		go func() {
+			defer watcher.Done()
+			watchInflight(sys, s, &mu, stop)
+		}()
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < players; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(p), uint64(start.UnixNano())))
+			for time.Now().Before(deadline) {
+				f := sys.files[rng.IntN(len(sys.files))]
+				offset, size := int64(0), int64(256<<10)
+				for offset < f.size && time.Now().Before(deadline) {
+					end := min(offset+size, f.size) - 1
+					base := ""
+					if len(bases) > 0 {
+						base = bases[p%len(bases)]
+					} else {
+						mu.Lock()
+						base = "http://" + sys.edges[direct%len(sys.edges)].public
+						direct++
+						mu.Unlock()
+					}
+					req, _ := http.NewRequest(http.MethodGet, base+f.path, nil)
+					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", offset, end))
+					t0 := time.Now()
+					resp, err := client.Do(req)
+					var n int64
+					ok := false
+					if err == nil {
+						ttfb := time.Since(t0)
+						n, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						ok = err == nil && resp.StatusCode == http.StatusPartialContent && n == end-offset+1
+						mu.Lock()
+						if ok {
+							s.ttfb = append(s.ttfb, ttfb)
+							s.bytes += n
+							edge := resp.Header.Get("X-Edge")
+							s.perEdge[edge]++
+							sec := int(time.Since(start) / time.Second)
+							for len(s.perSec) <= sec {
+								s.perSec = append(s.perSec, map[string]int{})
+							}
+							s.perSec[sec][edge]++
+						}
+						mu.Unlock()
+					}
+					if !ok {
+						mu.Lock()
+						s.errors++
+						mu.Unlock()
+						break
+					}
+					offset = end + 1
+					size = int64(256<<10 + rng.IntN(7<<18)) // 256 KiB – 2 MiB
+					if rng.IntN(10) == 0 {
+						offset = rng.Int64N(f.size) // a seek
+					}
+					time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond) // the player decodes
+				}
+			}
+		}(p)
+	}
+	wg.Wait()
+	close(stop)
+	watcher.Wait()
+	s.elapsed = time.Since(start)
+	return s
+}
+
+// watchInflight samples every edge's streams (its agent's live count)
+// every 100 ms and records their coefficient of variation.
+func watchInflight(sys *system, s *sample, mu *sync.Mutex, stop chan struct{}) {
+	client := &http.Client{Timeout: time.Second}
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		var v []float64
+		for _, e := range sys.edges {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/_edgetier/load", e.port))
+			if err != nil {
+				continue
+			}
+			var r struct{ Streams float64 }
+			_ = decodeJSON(resp.Body, &r)
+			resp.Body.Close()
+			v = append(v, r.Streams)
+		}
+		if cv, ok := coefficientOfVariation(v); ok {
+			mu.Lock()
+			s.inflight = append(s.inflight, cv)
+			mu.Unlock()
+		}
+	}
+}

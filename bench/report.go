@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// armStats condenses one arm's rounds: medians over rounds of each
+// round's figure, and the arm's p99 ratio to least_conn round by round.
+type armStats struct {
+	p50, p99, mbps        spread
+	errors                int
+	share                 map[string]float64
+	ratioP50, ratioP99    spread
+	ratioRR, ratioThrough spread
+}
+
+func statsOf(r *scenarioResult, name string) armStats {
+	var st armStats
+	var p50, p99, mbps, rp50, rp99, rrr, rtp []float64
+	total := 0
+	st.share = map[string]float64{}
+	for i, s := range r.samples[name] {
+		p50 = append(p50, ms(s.percentile(0.5)))
+		p99 = append(p99, ms(s.percentile(0.99)))
+		mbps = append(mbps, s.throughputMBps())
+		st.errors += s.errors
+		for e, n := range s.perEdge {
+			st.share[e] += float64(n)
+			total += n
+		}
+		lc := r.samples["least_conn"][i]
+		rp50 = append(rp50, ms(s.percentile(0.5))/ms(lc.percentile(0.5)))
+		rp99 = append(rp99, ms(s.percentile(0.99))/ms(lc.percentile(0.99)))
+		rtp = append(rtp, s.throughputMBps()/lc.throughputMBps())
+		rr := r.samples["round_robin"][i]
+		rrr = append(rrr, ms(s.percentile(0.99))/ms(rr.percentile(0.99)))
+	}
+	for e := range st.share {
+		st.share[e] /= float64(max(total, 1))
+	}
+	st.p50, st.p99, st.mbps = spreadOf(p50), spreadOf(p99), spreadOf(mbps)
+	st.ratioP50, st.ratioP99, st.ratioRR, st.ratioThrough = spreadOf(rp50), spreadOf(rp99), spreadOf(rrr), spreadOf(rtp)
+	return st
+}
+
+func fmtSpread(s spread, digits int) string {
+	return fmt.Sprintf("%.*f [%.*f–%.*f]", digits, s.median, digits, s.lo, digits, s.hi)
+}
+
+func report(o options, res *results, took time.Duration) error {
+	var b strings.Builder
+	mode := "full"
+	cmd := "make build && go run ./bench"
+	if o.quick {
+		mode, cmd = "quick (one round, for development: not a result to quote)", "make build && go run ./bench -quick"
+	}
+	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, arms interleaved (each round starts with another arm), %d players; the run took %s.\n\n",
+		cmd, mode, time.Now().UTC().Format("2006-01-02"), machine(), o.rounds, o.duration, o.players, took.Round(time.Second))
+	b.WriteString(`Three edges (separate Caddy processes: ` + "`file_server` + `edge_agent`" + `), each in its own cgroup
+held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). Players fetch like video players: the
+first 256 KiB, then sequential Range chunks of 256 KiB–2 MiB with 0–40 ms between them, and one
+seek in ten. Time to first byte is measured at the player. Ratios are per round against the same
+round's ` + "`least_conn`" + ` (or ` + "`round_robin`" + `), shown as median [min–max] over rounds. ` + "`direct`" + ` is the players
+going to the edges themselves, round robin: the ceiling without a balancer hop.
+
+`)
+	goals := []string{}
+	check := func(ok bool, text string) {
+		mark := "met"
+		if !ok {
+			mark = "**not met**"
+		}
+		goals = append(goals, fmt.Sprintf("| %s | %s |", text, mark))
+	}
+	for _, r := range res.scenarios {
+		fmt.Fprintf(&b, "## (%s) %s\n\n", r.key, r.title)
+		b.WriteString("| arm | p50 TTFB ms | p99 TTFB ms | MB/s | errors | share edge-1 / 2 / 3 | p99 vs least_conn | p50 vs least_conn |\n|---|---|---|---|---|---|---|---|\n")
+		for _, name := range r.arms {
+			st := statsOf(r, name)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f / %.0f / %.0f %% | %s | %s |\n", name,
+				fmtSpread(st.p50, 1), fmtSpread(st.p99, 1), st.mbps.median, st.errors,
+				100*st.share["edge-1"], 100*st.share["edge-2"], 100*st.share["edge-3"],
+				fmtSpread(st.ratioP99, 2), fmtSpread(st.ratioP50, 2))
+		}
+		b.WriteString("\n")
+		t := statsOf(r, "tiered")
+		switch r.key {
+		case "a":
+			check(t.ratioP50.median <= 1.05 && t.ratioP99.median <= 1.05, fmt.Sprintf("(a) p50 and p99 within 1.05× least_conn: %.2f× and %.2f×", t.ratioP50.median, t.ratioP99.median))
+			var shares []float64
+			for _, e := range []string{"edge-1", "edge-2", "edge-3"} {
+				shares = append(shares, t.share[e])
+			}
+			mx := math.Max(shares[0], math.Max(shares[1], shares[2]))
+			check(mx/mean(shares) <= 1.05, fmt.Sprintf("(a) per-edge share max/mean ≤ 1.05: %.2f", mx/mean(shares)))
+		case "b":
+			check(t.ratioP99.median <= 0.9, fmt.Sprintf("(b) p99 ≤ 0.9× least_conn: %.2f×", t.ratioP99.median))
+		case "c":
+			check(t.ratioP99.median <= 0.6, fmt.Sprintf("(c) p99 ≤ 0.6× least_conn: %.2f×", t.ratioP99.median))
+			check(t.ratioRR.median <= 0.2, fmt.Sprintf("(c) p99 ≤ 0.2× round_robin: %.2f×", t.ratioRR.median))
+		case "d":
+			check(t.ratioP99.median <= 0.8, fmt.Sprintf("(d) p99 ≤ 0.8× least_conn: %.2f×", t.ratioP99.median))
+		case "s":
+			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("saturation throughput ≥ 0.97× least_conn: %.2f×", t.ratioThrough.median))
+		}
+	}
+	b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation) of the edges' in-flight requests, sampled every 100 ms from their agents, mean over the run; median [min–max] over rounds. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio |\n|---|---|---|---|\n")
+	for _, h := range res.herding {
+		two, one := spreadOf(h.cv["tiered"]), spreadOf(h.cv["tiered-1choice"])
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f |\n", h.interval, fmtSpread(two, 3), fmtSpread(one, 3), two.median/one.median)
+		check(two.median <= 0.5*one.median, fmt.Sprintf("(e) in-flight spread ≤ 0.5× one choice at %s: %.2f×", h.interval, two.median/one.median))
+	}
+	b.WriteString("\n## Goals\n\n| goal (median ratios in this run) | |\n|---|---|\n")
+	b.WriteString(strings.Join(goals, "\n") + "\n\n")
+	b.WriteString("## Plots\n\n![p99 time to first byte per arm and scenario](p99.png)\n\n![Per-edge share of tiered's requests over time, one edge starved](share-c.png)\n")
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	if err := plotP99(res, filepath.Join(o.out, "p99.png")); err != nil {
+		return err
+	}
+	if err := plotShare(res, filepath.Join(o.out, "share-c.png")); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(o.out, "RESULTS.md"), []byte(b.String()), 0o644)
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	return fmt.Sprintf("%d × %s, Linux %s, %s", runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version())
+}
+
+func plotP99(res *results, path string) error {
+	p := plot.New()
+	p.Title.Text = "p99 time to first byte (median over rounds)"
+	p.Y.Label.Text = "ms"
+	arms := res.scenarios[0].arms
+	w := vg.Points(8)
+	var names []string
+	for _, r := range res.scenarios {
+		names = append(names, "("+r.key+")")
+	}
+	for i, name := range arms {
+		var vals plotter.Values
+		for _, r := range res.scenarios {
+			vals = append(vals, statsOf(r, name).p99.median)
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		bars.Color = plotutil.Color(i)
+		bars.LineStyle.Width = 0
+		bars.Offset = w * vg.Length(i-len(arms)/2)
+		p.Add(bars)
+		p.Legend.Add(name, bars)
+	}
+	p.Legend.Top = true
+	p.NominalX(names...)
+	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)
+}
+
+func plotShare(res *results, path string) error {
+	p := plot.New()
+	p.Title.Text = "(c) tiered: share of requests per edge, per second"
+	p.X.Label.Text = "seconds (rounds back to back)"
+	p.Y.Label.Text = "share"
+	p.Y.Min, p.Y.Max = 0, 1
+	var c *scenarioResult
+	for _, r := range res.scenarios {
+		if r.key == "c" {
+			c = r
+		}
+	}
+	if c == nil {
+		return nil
+	}
+	for i, edge := range []string{"edge-1", "edge-2", "edge-3"} {
+		var pts plotter.XYs
+		x := 0.0
+		for _, s := range c.samples["tiered"] {
+			for _, sec := range s.perSec {
+				total := 0
+				for _, n := range sec {
+					total += n
+				}
+				if total > 0 {
+					pts = append(pts, plotter.XY{X: x, Y: float64(sec[edge]) / float64(total)})
+				}
+				x++
+			}
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		line.Color = plotutil.Color(i)
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(edge, line)
+	}
+	p.Legend.Top = true
+	return p.Save(9*vg.Inch, 3.5*vg.Inch, path)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"log"
+	"time"
+)
+
+type scenario struct {
+	key, title string
+	impair     func(*system) error
+	players    int
+}
+
+type scenarioResult struct {
+	key, title string
+	arms       []string
+	samples    map[string][]*sample // by arm, one per round
+}
+
+type herdResult struct {
+	interval time.Duration
+	cv       map[string][]float64 // by arm: mean CV of in-flight per round
+}
+
+type results struct {
+	scenarios []*scenarioResult
+	herding   []*herdResult
+}
+
+func run(o options) (*results, error) {
+	sys, err := start(o)
+	if sys != nil {
+		defer sys.stop()
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &results{}
+	reset := func(s *system) error {
+		for i := range s.edges {
+			if err := s.impair(i, 1, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	scenarios := []scenario{
+		{"a", "all edges equal", reset, o.players},
+		{"b", "one edge slowed (+50 ms per response)", func(s *system) error {
+			if err := reset(s); err != nil {
+				return err
+			}
+			return s.impair(0, 1, 50*time.Millisecond)
+		}, o.players},
+		{"c", "one edge starved of CPU (cgroup quota 5 % of a CPU)", func(s *system) error {
+			if err := reset(s); err != nil {
+				return err
+			}
+			return s.impair(0, 0.05, 0)
+		}, o.players},
+		{"d", "two of three edges impaired (one starved, one slowed)", func(s *system) error {
+			if err := reset(s); err != nil {
+				return err
+			}
+			if err := s.impair(0, 0.05, 0); err != nil {
+				return err
+			}
+			return s.impair(1, 1, 50*time.Millisecond)
+		}, o.players},
+		{"s", "saturation: all edges equal, three times the players", reset, 3 * o.players},
+	}
+	for _, sc := range scenarios {
+		log.Printf("scenario %s: %s", sc.key, sc.title)
+		if err := sc.impair(sys); err != nil {
+			return nil, err
+		}
+		if err := sys.configure(time.Second, false); err != nil {
+			return nil, err
+		}
+		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}}
+		for _, a := range sys.arms {
+			r.arms = append(r.arms, a.name)
+		}
+		for round := 0; round < o.rounds; round++ {
+			// Interleave: each round starts with another arm.
+			for k := range sys.arms {
+				a := sys.arms[(k+round)%len(sys.arms)]
+				var bases []string
+				if a.base != "" {
+					bases = []string{a.base}
+				}
+				s := play(sys, bases, sc.players, o.duration, false)
+				r.samples[a.name] = append(r.samples[a.name], s)
+				log.Printf("  round %d %-16s p50 %6.1f ms  p99 %7.1f ms  %7.1f MB/s  errors %d  %v", round+1, a.name,
+					ms(s.percentile(0.5)), ms(s.percentile(0.99)), s.throughputMBps(), s.errors, s.perEdge)
+			}
+		}
+		res.scenarios = append(res.scenarios, r)
+	}
+
+	// (e) stale reports: two balancer processes share the edges.
+	if err := reset(sys); err != nil {
+		return nil, err
+	}
+	for _, interval := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second} {
+		log.Printf("scenario e: report interval %s, two balancers", interval)
+		if err := sys.configure(interval, true); err != nil {
+			return nil, err
+		}
+		h := &herdResult{interval: interval, cv: map[string][]float64{}}
+		for round := 0; round < o.rounds; round++ {
+			for k, name := range []string{"tiered", "tiered-1choice"} {
+				if round%2 == 1 {
+					name = []string{"tiered-1choice", "tiered"}[k]
+				}
+				bases := []string{fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name]), fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name+"@2"])}
+				s := play(sys, bases, o.players, o.duration, true)
+				h.cv[name] = append(h.cv[name], mean(s.inflight))
+				log.Printf("  round %d %-16s in-flight CV %.3f  %v", round+1, name, mean(s.inflight), s.perEdge)
+			}
+		}
+		res.herding = append(res.herding, h)
+	}
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }

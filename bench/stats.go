@@ -1,0 +1,52 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"sort"
+)
+
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func coefficientOfVariation(v []float64) (float64, bool) {
+	if len(v) < 2 {
+		return 0, false
+	}
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	mean := sum / float64(len(v))
+	if mean == 0 {
+		return 0, false
+	}
+	var ss float64
+	for _, x := range v {
+		ss += (x - mean) * (x - mean)
+	}
+	return math.Sqrt(ss/float64(len(v))) / mean, true
+}
+
+// spread is a median with its range over rounds.
+type spread struct{ median, lo, hi float64 }
+
+func spreadOf(v []float64) spread {
+	if len(v) == 0 {
+		return spread{math.NaN(), math.NaN(), math.NaN()}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return spread{s[len(s)/2], s[0], s[len(s)-1]}
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}

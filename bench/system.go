@@ -1,0 +1,322 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
+)
+
+// edge is one edge Caddy in its own cgroup; addr is what the balancers
+// dial (a delay proxy in front of it when the edge is slowed).
+type edge struct {
+	name   string
+	port   int
+	caddy  *cluster.Caddy
+	group  *cluster.CgroupV1
+	delay  *delayProxy
+	public string // host:port the balancers use
+}
+
+// delayProxy adds latency before every response of an edge.
+type delayProxy struct {
+	srv   *http.Server
+	delay atomic.Int64 // nanoseconds
+	addr  string
+}
+
+func newDelayProxy(target string) (*delayProxy, error) {
+	port, err := cluster.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse("http://" + target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
+	d := &delayProxy{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	d.srv = &http.Server{Addr: d.addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(d.delay.Load()))
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = d.srv.ListenAndServe() }()
+	return d, nil
+}
+
+type system struct {
+	o       options
+	dir     string
+	files   []video
+	edges   []*edge
+	lb, lb2 *cluster.Caddy
+	nginx   *exec.Cmd
+	arms    []arm
+	lbPorts map[string]int
+}
+
+type video struct {
+	path string
+	size int64
+}
+
+type arm struct {
+	name string
+	base string // URL prefix; "" for direct (the player picks an edge)
+}
+
+// start builds the library and starts three edges, the Caddy balancers
+// (one site per policy) and nginx.
+func start(o options) (*system, error) {
+	dir, err := os.MkdirTemp("", "edgetier-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &system{o: o, dir: dir, lbPorts: map[string]int{}}
+	if err := s.makeLibrary(); err != nil {
+		return s, err
+	}
+	for i := 1; i <= 3; i++ {
+		e := &edge{name: fmt.Sprintf("edge-%d", i)}
+		if e.port, err = cluster.FreePort(); err != nil {
+			return s, err
+		}
+		if e.group, err = cluster.NewCgroupV1(fmt.Sprintf("edgetier-bench-%d-%s", os.Getpid(), e.name)); err != nil {
+			return s, err
+		}
+		if err := e.group.SetQuota(1); err != nil {
+			return s, err
+		}
+		admin, _ := cluster.FreePort()
+		e.caddy, err = cluster.StartCaddy(o.caddy, filepath.Join(dir, e.name), fmt.Sprintf("127.0.0.1:%d", admin), s.edgeConfig(e, admin, time.Second), cluster.Options{Wrap: e.group.Wrap()})
+		if err != nil {
+			return s, err
+		}
+		if e.delay, err = newDelayProxy(fmt.Sprintf("127.0.0.1:%d", e.port)); err != nil {
+			return s, err
+		}
+		e.public = fmt.Sprintf("127.0.0.1:%d", e.port)
+		s.edges = append(s.edges, e)
+	}
+	return s, nil
+}
+
+func (s *system) makeLibrary() error {
+	for i, secs := range []string{"12", "20", "30"} {
+		path := filepath.Join(s.dir, fmt.Sprintf("video-%d.mp4", i+1))
+		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+			"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration="+secs,
+			"-f", "lavfi", "-i", "sine=frequency=440:duration="+secs,
+			"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-g", "50", "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-movflags", "+faststart", path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ffmpeg: %v: %s", err, out)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		s.files = append(s.files, video{path: "/" + filepath.Base(path), size: st.Size()})
+	}
+	return nil
+}
+
+func (s *system) edgeConfig(e *edge, admin int, interval time.Duration) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	auto_https off
+}
+http://:%d {
+	bind 127.0.0.1
+	edge_agent %s {
+		scope cgroup
+		interval %s
+	}
+	root * %s
+	file_server
+}
+`, admin, e.port, e.name, interval, s.dir)
+}
+
+// configure points every balancer at the edges' current public addresses
+// with the given report interval, starting them the first time.
+func (s *system) configure(interval time.Duration, twoLBs bool) error {
+	var ups []string
+	var reports strings.Builder
+	for _, e := range s.edges {
+		ups = append(ups, e.public)
+		fmt.Fprintf(&reports, "\t\t\tupstream %s {\n\t\t\t\treport_url http://127.0.0.1:%d/_edgetier/load\n\t\t\t}\n", e.public, e.port)
+	}
+	policies := []struct{ name, policy string }{
+		{"tiered", fmt.Sprintf("tiered {\n\t\t\tpool two\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
+		{"tiered-1choice", fmt.Sprintf("tiered {\n\t\t\tpool one\n\t\t\tchoices 1\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
+		{"round_robin", "round_robin"},
+		{"least_conn", "least_conn"},
+		{"random_choose_2", "random_choose 2"},
+	}
+	var cfg strings.Builder
+	adminPort, _ := cluster.FreePort()
+	fmt.Fprintf(&cfg, "{\n\tadmin 127.0.0.1:%%d\n\tauto_https off\n}\n")
+	for _, p := range policies {
+		if s.lbPorts[p.name] == 0 {
+			s.lbPorts[p.name], _ = cluster.FreePort()
+		}
+		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s {\n\t\tlb_policy %s\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host 256\n\t\t}\n\t}\n}\n",
+			s.lbPorts[p.name], strings.Join(ups, " "), p.policy)
+	}
+	text := cfg.String()
+	var err error
+	if s.lb == nil {
+		s.lb, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb"), fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf(text, adminPort), cluster.Options{})
+	} else {
+		err = s.lb.Reload(fmt.Sprintf(text, strings.Split(s.lb.Admin, ":")[1]))
+	}
+	if err != nil {
+		return err
+	}
+	if twoLBs {
+		// A second balancer process with the same policies, on other ports.
+		second := text
+		for name, port := range s.lbPorts {
+			if s.lbPorts[name+"@2"] == 0 {
+				s.lbPorts[name+"@2"], _ = cluster.FreePort()
+			}
+			second = strings.ReplaceAll(second, fmt.Sprintf("http://:%d ", port), fmt.Sprintf("http://:%d ", s.lbPorts[name+"@2"]))
+		}
+		if s.lb2 == nil {
+			a2, _ := cluster.FreePort()
+			s.lb2, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb2"), fmt.Sprintf("127.0.0.1:%d", a2), fmt.Sprintf(second, a2), cluster.Options{})
+		} else {
+			err = s.lb2.Reload(fmt.Sprintf(second, strings.Split(s.lb2.Admin, ":")[1]))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.startNginx(ups); err != nil {
+		return err
+	}
+	s.arms = nil
+	for _, p := range policies {
+		s.arms = append(s.arms, arm{name: p.name, base: fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts[p.name])})
+	}
+	s.arms = append(s.arms, arm{name: "nginx_least_conn", base: fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts["nginx"])}, arm{name: "direct"})
+	// Let the tiered boards learn the upstreams and trust them.
+	for _, a := range s.arms[:2] {
+		for i := 0; i < 5; i++ {
+			if resp, err := http.Get(a.base + s.files[0].path); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	time.Sleep(3*interval + time.Second)
+	return nil
+}
+
+func (s *system) startNginx(ups []string) error {
+	if s.nginx != nil {
+		_ = s.nginx.Process.Signal(syscall.SIGTERM)
+		_ = s.nginx.Wait()
+	}
+	if s.lbPorts["nginx"] == 0 {
+		s.lbPorts["nginx"], _ = cluster.FreePort()
+	}
+	prefix := filepath.Join(s.dir, "nginx")
+	if err := os.MkdirAll(filepath.Join(prefix, "logs"), 0o755); err != nil {
+		return err
+	}
+	var servers strings.Builder
+	for _, u := range ups {
+		fmt.Fprintf(&servers, "\t\tserver %s;\n", u)
+	}
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	upstream edges {
+		least_conn;
+%[2]s		keepalive 256;
+	}
+	server {
+		listen 127.0.0.1:%[3]d;
+		location / {
+			proxy_pass http://edges;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+}
+`, prefix, servers.String(), s.lbPorts["nginx"])
+	path := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	s.nginx = exec.Command("nginx", "-c", path, "-p", prefix)
+	s.nginx.Stderr = os.Stderr
+	if err := s.nginx.Start(); err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	for i := 0; i < 50; i++ {
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", s.lbPorts["nginx"], s.files[0].path)); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nginx did not start")
+}
+
+// impair sets one edge's CPU quota (cpus) and added latency.
+func (s *system) impair(i int, cpus float64, delay time.Duration) error {
+	e := s.edges[i]
+	if err := e.group.SetQuota(cpus); err != nil {
+		return err
+	}
+	e.delay.delay.Store(int64(delay))
+	if delay > 0 {
+		e.public = e.delay.addr
+	} else {
+		e.public = fmt.Sprintf("127.0.0.1:%d", e.port)
+	}
+	return nil
+}
+
+func (s *system) stop() {
+	if s.nginx != nil {
+		_ = s.nginx.Process.Signal(syscall.SIGTERM)
+		_ = s.nginx.Wait()
+	}
+	for _, c := range []*cluster.Caddy{s.lb, s.lb2} {
+		if c != nil {
+			c.Stop()
+		}
+	}
+	for _, e := range s.edges {
+		if e.caddy != nil {
+			e.caddy.Stop()
+		}
+		if e.delay != nil {
+			_ = e.delay.srv.Close()
+		}
+		if e.group != nil {
+			_ = e.group.Remove()
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
