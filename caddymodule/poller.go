@@ -64,7 +64,6 @@ type entry struct {
 	polls      atomic.Uint64
 	failures   atomic.Uint64 // mid-stream failures reported by the proxy
 	stale      atomic.Bool   // set by the board's janitor
-	latency    latency       // time to first byte as the proxy sees it
 
 	// owned by the poll goroutine
 	goodStreak int

@@ -110,18 +110,13 @@ func (t *ResumeTransport) Cleanup() error {
 // RoundTrip does the request and, for a response that can be resumed,
 // watches its body.
 func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	start := time.Now()
 	resp, err := t.HTTP.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet {
+		return resp, err
+	}
 	dial := req.URL.Host
 	if di, ok := reverseproxy.GetDialInfo(req.Context()); ok {
 		dial = di.Address
-	}
-	if err == nil {
-		// What the proxy sees of the edge's speed, between its reports.
-		t.board.observeLatency(dial, time.Since(start))
-	}
-	if err != nil || req.Method != http.MethodGet {
-		return resp, err
 	}
 	span, ok := resumableSpan(resp)
 	if !ok {

@@ -286,39 +286,3 @@ func TestSelectCountsByTier(t *testing.T) {
 		t.Fatalf("tier-1 selections of upstream 0 = %d, want 10", got)
 	}
 }
-
-// TestSelectUsesObservedLatency: within a tier, an edge the proxy has seen
-// answer slowly gets few requests (the expected wait of the pair decides);
-// its latency fades with time so it is tried again.
-func TestSelectUsesObservedLatency(t *testing.T) {
-	s := newTestSetup(t, 3, nil)
-	for i := 0; i < 3; i++ {
-		s.report(i, 10, edgeagent.StateReady, 2)
-	}
-	now := s.p.board.clock.Load()
-	s.entry(0).latency.observe(300*time.Millisecond, now)
-	s.entry(1).latency.observe(3*time.Millisecond, now)
-	s.entry(2).latency.observe(3*time.Millisecond, now)
-	shares := s.shares(t, 6000)
-	if shares[0] > 0.01 {
-		t.Fatalf("the slow edge got %.3f of the requests (shares %.3f)", shares[0], shares)
-	}
-	// Long after, with no new observation, the slow edge's latency fades.
-	later := now + int64(10*latencyDecay)
-	if got := s.entry(0).latency.current(later); got > float64(3*time.Millisecond) {
-		t.Fatalf("latency after 10 decay constants = %s", time.Duration(got))
-	}
-}
-
-func TestLatencyPeakThenEase(t *testing.T) {
-	var l latency
-	l.observe(10*time.Millisecond, 1)
-	l.observe(100*time.Millisecond, 2)
-	if got := time.Duration(l.current(2)); got != 100*time.Millisecond {
-		t.Fatalf("after a slow answer latency = %s, want the peak", got)
-	}
-	l.observe(10*time.Millisecond, 3)
-	if got := time.Duration(l.current(3)); got < 80*time.Millisecond || got > 95*time.Millisecond {
-		t.Fatalf("one fast answer after the peak: %s, want a gradual ease", got)
-	}
-}

@@ -407,7 +407,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	case fresh == 0:
 		chosen, kind = p.leastInFlightOfTwo(pool, cache), selFallback
 	default:
-		chosen, kind = p.choose(&tiers, pool, cache, now, &rng)
+		chosen, kind = p.choose(&tiers, pool, &rng)
 	}
 	var e *entry
 	if cache != nil {
@@ -439,7 +439,7 @@ func unknownScore(average, perStream float64, inflight int) float64 {
 // choose applies the tier rule and power of two choices (or, with choices
 // 1, the single best) to the sampled candidates. It returns the index and
 // the tier chosen from.
-func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, cache *poolCache, now int64, rng *xorshift) (int, int) {
+func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, rng *xorshift) (int, int) {
 	lo := 1
 	for tiers[lo].n == 0 {
 		lo++
@@ -449,7 +449,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 		return int(r.best), lo
 	}
 	if r.n >= 2 {
-		return p.better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, cache, now, rng), lo
+		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
 	// the next report: the next tier's compete with it, two drawn at
@@ -463,7 +463,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return p.better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, cache, now, rng), hi
+		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, rng), hi
 	}
 	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
@@ -471,19 +471,11 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 
 // better returns the better of two upstreams of one tier. The tier says
 // how loaded an edge is (scores are noisy: edges within a tier count as
-// equally good); within it, the lower expected wait wins: requests in
-// flight (plus this one) times the time to first byte the proxy has seen
-// from the edge lately (peak-sensitive, decaying; see latency). Equal
-// edges balance as with least_conn; a slow or starved edge, whose answers
-// take longer, gets few requests even between reports. Without latency
-// observations (another transport) it is fewer in flight; the lower score
-// breaks ties.
-func (p *TieredSelection) better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, cache *poolCache, now int64, rng *xorshift) int {
-	na, nb := float64(pool[a].NumRequests()+1), float64(pool[b].NumRequests()+1)
-	la, lb := p.latencyAt(cache, pool, a, now), p.latencyAt(cache, pool, b, now)
-	if la > 0 && lb > 0 {
-		na, nb = na*la, nb*lb
-	}
+// equally good); within it, the one with fewer of our requests in flight
+// wins, so equal edges balance as with least_conn and a slow edge, whose
+// requests last longer, gets fewer. The lower score breaks ties.
+func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, rng *xorshift) int {
+	na, nb := pool[a].NumRequests(), pool[b].NumRequests()
 	switch {
 	case nb < na:
 		return int(b)
@@ -497,19 +489,6 @@ func (p *TieredSelection) better(a int32, sa float64, b int32, sb float64, pool 
 		return int(b)
 	}
 	return int(a)
-}
-
-func (p *TieredSelection) latencyAt(cache *poolCache, pool reverseproxy.UpstreamPool, i int32, now int64) float64 {
-	var e *entry
-	if cache != nil {
-		e = cache.entries[i]
-	} else {
-		e = p.lookup(pool[i])
-	}
-	if e == nil {
-		return 0
-	}
-	return e.latency.current(now)
 }
 
 // leastInFlightOfTwo is the fallback when no upstream has a fresh report:
