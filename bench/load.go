@@ -18,7 +18,24 @@ type sample struct {
 	errors   int
 	perEdge  map[string]int
 	perSec   []map[string]int // requests per edge in each second
-	inflight []float64        // spread (CV) of per-edge in-flight requests, every 100 ms
+	windows  []map[string]int // requests started per edge in each 100 ms window
+}
+
+// herdingCV is the mean, over 100 ms windows, of the coefficient of
+// variation of the requests each edge received in the window: 0 when the
+// balancers spread every burst evenly, high when they herd.
+func (s *sample) herdingCV(edges []string) float64 {
+	var cvs []float64
+	for _, w := range s.windows {
+		var v []float64
+		for _, e := range edges {
+			v = append(v, float64(w[e]))
+		}
+		if cv, ok := coefficientOfVariation(v); ok {
+			cvs = append(cvs, cv)
+		}
+	}
+	return mean(cvs)
 }
 
 func (s *sample) throughputMBps() float64 { return float64(s.bytes) / 1e6 / s.elapsed.Seconds() }
@@ -36,22 +53,13 @@ func (s *sample) percentile(p float64) time.Duration {
 // over them) for d, the way video players fetch: the head of a file, then
 // sequential chunks of 256 KiB–2 MiB, sometimes a seek. With no base
 // (direct), each player request goes straight to an edge, round robin.
-func play(sys *system, bases []string, players int, d time.Duration, watch bool) *sample {
+func play(sys *system, bases []string, players int, d time.Duration) *sample {
 	s := &sample{perEdge: map[string]int{}}
 	var mu sync.Mutex
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: players, DisableCompression: true}, Timeout: 30 * time.Second}
 	start := time.Now()
 	deadline := start.Add(d)
 	direct := 0
-	stop := make(chan struct{})
-	var watcher sync.WaitGroup
-	if watch {
-		watcher.Add(1)
-		go func() {
-			defer watcher.Done()
-			watchInflight(sys, s, &mu, stop)
-		}()
-	}
 	var wg sync.WaitGroup
 	for p := 0; p < players; p++ {
 		wg.Add(1)
@@ -94,6 +102,11 @@ func play(sys *system, bases []string, players int, d time.Duration, watch bool)
 								s.perSec = append(s.perSec, map[string]int{})
 							}
 							s.perSec[sec][edge]++
+							win := int(t0.Sub(start) / (100 * time.Millisecond))
+							for len(s.windows) <= win {
+								s.windows = append(s.windows, map[string]int{})
+							}
+							s.windows[win][edge]++
 						}
 						mu.Unlock()
 					}
@@ -114,39 +127,6 @@ func play(sys *system, bases []string, players int, d time.Duration, watch bool)
 		}(p)
 	}
 	wg.Wait()
-	close(stop)
-	watcher.Wait()
 	s.elapsed = time.Since(start)
 	return s
-}
-
-// watchInflight samples every edge's streams (its agent's live count)
-// every 100 ms and records their coefficient of variation.
-func watchInflight(sys *system, s *sample, mu *sync.Mutex, stop chan struct{}) {
-	client := &http.Client{Timeout: time.Second}
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ticker.C:
-		}
-		var v []float64
-		for _, e := range sys.edges {
-			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/_edgetier/load", e.port))
-			if err != nil {
-				continue
-			}
-			var r struct{ Streams float64 }
-			_ = decodeJSON(resp.Body, &r)
-			resp.Body.Close()
-			v = append(v, r.Streams)
-		}
-		if cv, ok := coefficientOfVariation(v); ok {
-			mu.Lock()
-			s.inflight = append(s.inflight, cv)
-			mu.Unlock()
-		}
-	}
 }

@@ -116,7 +116,7 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("saturation throughput ≥ 0.97× least_conn: %.2f×", t.ratioThrough.median))
 		}
 	}
-	b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation) of the edges' in-flight requests, sampled every 100 ms from their agents, mean over the run; median [min–max] over rounds. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio |\n|---|---|---|---|\n")
+	b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation across the three edges) of the requests each edge received in each 100 ms window, the load arriving on it, mean over the windows of the run; median [min–max] over rounds. Half the players use each balancer. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio |\n|---|---|---|---|\n")
 	for _, h := range res.herding {
 		two, one := spreadOf(h.cv["tiered"]), spreadOf(h.cv["tiered-1choice"])
 		fmt.Fprintf(&b, "| %s | %s | %s | %.2f |\n", h.interval, fmtSpread(two, 3), fmtSpread(one, 3), two.median/one.median)

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"log"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -32,6 +35,14 @@ func run(o options) (*results, error) {
 	sys, err := start(o)
 	if sys != nil {
 		defer sys.stop()
+		// An interrupted run still removes its cgroups and processes.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			sys.stop()
+			os.Exit(1)
+		}()
 	}
 	if err != nil {
 		return nil, err
@@ -90,7 +101,7 @@ func run(o options) (*results, error) {
 				if a.base != "" {
 					bases = []string{a.base}
 				}
-				s := play(sys, bases, sc.players, o.duration, false)
+				s := play(sys, bases, sc.players, o.duration)
 				r.samples[a.name] = append(r.samples[a.name], s)
 				log.Printf("  round %d %-16s p50 %6.1f ms  p99 %7.1f ms  %7.1f MB/s  errors %d  %v", round+1, a.name,
 					ms(s.percentile(0.5)), ms(s.percentile(0.99)), s.throughputMBps(), s.errors, s.perEdge)
@@ -115,9 +126,10 @@ func run(o options) (*results, error) {
 					name = []string{"tiered-1choice", "tiered"}[k]
 				}
 				bases := []string{fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name]), fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name+"@2"])}
-				s := play(sys, bases, o.players, o.duration, true)
-				h.cv[name] = append(h.cv[name], mean(s.inflight))
-				log.Printf("  round %d %-16s in-flight CV %.3f  %v", round+1, name, mean(s.inflight), s.perEdge)
+				s := play(sys, bases, o.players, o.duration)
+				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})
+				h.cv[name] = append(h.cv[name], cv)
+				log.Printf("  round %d %-16s spread (CV) per 100 ms %.3f  %v", round+1, name, cv, s.perEdge)
 			}
 		}
 		res.herding = append(res.herding, h)

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"math"
 	"sort"
 )
-
-func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
 func coefficientOfVariation(v []float64) (float64, bool) {
 	if len(v) < 2 {

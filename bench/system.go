@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -168,15 +169,21 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 		if s.lbPorts[p.name] == 0 {
 			s.lbPorts[p.name], _ = cluster.FreePort()
 		}
-		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s {\n\t\tlb_policy %s\n\t\ttransport http {\n\t\t\tkeepalive_idle_conns_per_host 256\n\t\t}\n\t}\n}\n",
-			s.lbPorts[p.name], strings.Join(ups, " "), p.policy)
+		// edgetier arms run as the default Caddyfile does, with the
+		// edgetier transport; the others with Caddy's http transport.
+		transport := "transport http {\n\t\t\tkeepalive_idle_conns_per_host 256\n\t\t}"
+		if strings.HasPrefix(p.name, "tiered") {
+			transport = "transport edgetier {\n\t\t\tpool " + strings.Fields(p.policy)[3] + "\n\t\t\thttp {\n\t\t\t\tkeepalive_idle_conns_per_host 256\n\t\t\t}\n\t\t}"
+		}
+		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s {\n\t\tlb_policy %s\n\t\t%s\n\t}\n}\n",
+			s.lbPorts[p.name], strings.Join(ups, " "), p.policy, transport)
 	}
 	text := cfg.String()
 	var err error
 	if s.lb == nil {
 		s.lb, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb"), fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf(text, adminPort), cluster.Options{})
 	} else {
-		err = s.lb.Reload(fmt.Sprintf(text, strings.Split(s.lb.Admin, ":")[1]))
+		err = s.lb.Reload(fmt.Sprintf(text, adminPortOf(s.lb)))
 	}
 	if err != nil {
 		return err
@@ -194,7 +201,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 			a2, _ := cluster.FreePort()
 			s.lb2, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb2"), fmt.Sprintf("127.0.0.1:%d", a2), fmt.Sprintf(second, a2), cluster.Options{})
 		} else {
-			err = s.lb2.Reload(fmt.Sprintf(second, strings.Split(s.lb2.Admin, ":")[1]))
+			err = s.lb2.Reload(fmt.Sprintf(second, adminPortOf(s.lb2)))
 		}
 		if err != nil {
 			return err
@@ -319,4 +326,10 @@ func (s *system) stop() {
 		}
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+func adminPortOf(c *cluster.Caddy) int {
+	_, port, _ := strings.Cut(c.Admin, ":")
+	n, _ := strconv.Atoi(port)
+	return n
 }
