@@ -12,13 +12,13 @@ import (
 
 // sample is what one run of one arm measured.
 type sample struct {
-	ttfb     []time.Duration
-	bytes    int64
-	elapsed  time.Duration
-	errors   int
-	perEdge  map[string]int
-	perSec   []map[string]int // requests per edge in each second
-	windows  []map[string]int // requests started per edge in each 100 ms window
+	ttfb    []time.Duration
+	bytes   int64
+	elapsed time.Duration
+	errors  int
+	perEdge map[string]int
+	perSec  []map[string]int // requests per edge in each second
+	windows []map[string]int // requests started per edge in each 100 ms window
 }
 
 // herdingCV is the mean, over 100 ms windows, of the coefficient of
