@@ -49,6 +49,7 @@ func startCaddy(t testing.TB, name, caddyfile string, opts cluster.Options) *clu
 	if err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
+	started.Store(t.Name()+"/"+name, c)
 	t.Cleanup(func() {
 		if !c.Exited() {
 			c.Kill()
@@ -302,3 +303,34 @@ func makeVideo(t testing.TB, name, seconds string, rate []string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// started remembers each test's processes by name, for helpers that start
+// them without returning them.
+var started sync.Map
+
+func lastStarted(t testing.TB, name string) *cluster.Caddy {
+	t.Helper()
+	c, ok := started.Load(t.Name() + "/" + name)
+	if !ok {
+		t.Fatalf("no %s started by %s", name, t.Name())
+	}
+	return c.(*cluster.Caddy)
+}
+
+// waitTrusted sends a request so the board learns the edges, then waits
+// until it trusts every one of them, as on a running system.
+func waitTrusted(t testing.TB, lb *cluster.Caddy, lbURL string, edges []*edgeProc) {
+	t.Helper()
+	eventually(t, 10*time.Second, "every edge trusted", func() (bool, string) {
+		if resp, err := http.Get(lbURL + "/sample.mp4"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		for _, e := range edges {
+			if upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(e.port)) != 1 {
+				return false, e.name
+			}
+		}
+		return true, ""
+	})
+}

@@ -17,6 +17,14 @@ import (
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
+// retryOptions are the default Caddyfile's retries: GET and HEAD go to
+// another edge within bounded tries and time.
+const retryOptions = `lb_retries 2
+		lb_try_duration 3s
+		lb_retry_match {
+			method GET HEAD
+		}`
+
 // lbConfig is a load balancer over the edges with the tiered policy, set
 // up as the default Caddyfile is (retries, passive health).
 func lbConfig(port int, edges []string, policyOptions string) string {
@@ -27,11 +35,7 @@ http://127.0.0.1:%d {
 			interval 250ms
 			%s
 		}
-		lb_retries 2
-		lb_try_duration 3s
-		lb_retry_match {
-			method GET HEAD
-		}
+		`+retryOptions+`
 		fail_duration 2s
 		max_fails 1
 		transport http {
@@ -148,7 +152,7 @@ func readBig(t *testing.T) []byte {
 }
 
 // upstreamMetric reads one of the LB's per-upstream series.
-func upstreamMetric(t *testing.T, lb *cluster.Caddy, name, upstream string) float64 {
+func upstreamMetric(t testing.TB, lb *cluster.Caddy, name, upstream string) float64 {
 	t.Helper()
 	v, _ := metricValue(scrape(t, "http://"+lb.Admin+"/metrics"), fmt.Sprintf(`%s{pool="default",upstream="%s"}`, name, upstream))
 	return v

@@ -348,6 +348,15 @@ func TestLyingAgentShareBounded(t *testing.T) {
 // file outside the library.
 func TestRangeAbuseAndTraversal(t *testing.T) {
 	lbURL, _ := videoSystem(t)
+	lb := lastStarted(t, "lb")
+	_, heapBefore := caddyRuntime(t, lb)
+	defer func() {
+		// Memory stays flat after the abuse.
+		_, heapAfter := caddyRuntime(t, lb)
+		if heapAfter > heapBefore+16<<20 {
+			t.Errorf("LB heap grew from %d to %d bytes", heapBefore, heapAfter)
+		}
+	}()
 	size := int64(len(mustReadFile(t, filepath.Join(library(t), "sample.mp4"))))
 	many := make([]string, 300)
 	for i := range many {

@@ -27,11 +27,7 @@ http://:%d {
 		lb_policy tiered {
 			interval 250ms
 		}
-		lb_retries 2
-		lb_try_duration 3s
-		lb_retry_match {
-			method GET HEAD
-		}
+		`+retryOptions+`
 		transport edgetier {
 			resume %s
 			http {
@@ -154,20 +150,7 @@ func TestResumeOnAnotherEdge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			edges := plainEdges(t, lib, lib, lib)
 			lb, lbURL := resumeLB(t, edges, tt.resume)
-			// Let the board trust every edge, as on a running system.
-			eventually(t, 10*time.Second, "trusted edges", func() (bool, string) {
-				resp, err := http.Get(lbURL + "/sample.mp4")
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				for _, e := range edges {
-					if upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(e.port)) != 1 {
-						return false, e.name
-					}
-				}
-				return true, ""
-			})
+			waitTrusted(t, lb, lbURL, edges)
 			killAt := []int64{mib, 3 * mib}[:tt.kills]
 			var killed []string
 			d := fetchKilling(t, lbURL+"/big.bin", tt.rng, killAt, func(k int, first string) {
@@ -273,19 +256,7 @@ func TestResumeDuringPlayback(t *testing.T) {
 	lib := library(t)
 	edges := plainEdges(t, lib, lib, lib)
 	lb, lbURL := resumeLB(t, edges, "2")
-	eventually(t, 10*time.Second, "trusted edges", func() (bool, string) {
-		resp, err := http.Get(lbURL + "/sample.mp4")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		for _, e := range edges {
-			if upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(e.port)) != 1 {
-				return false, e.name
-			}
-		}
-		return true, ""
-	})
+	waitTrusted(t, lb, lbURL, edges)
 	ctx := browser(t)
 	if err := chromedpDo(ctx, lbURL+"/huge.mp4"); err != nil {
 		t.Fatal(err)

@@ -38,11 +38,7 @@ http://127.0.0.1:%d {
 			lb_policy tiered {
 				interval 250ms
 			}
-			lb_retries 2
-			lb_try_duration 3s
-			lb_retry_match {
-				method GET HEAD
-			}
+			`+retryOptions+`
 		}
 	}
 	handle {
