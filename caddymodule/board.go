@@ -273,6 +273,7 @@ type view struct {
 	down       bool  // its own address refuses connections
 	comp       [numComponents]float64
 	score      float64 // as reported, before the proxy's correction
+	held       float64 // score with peak hold (see accept), what tiers use
 	// scoreNoStreams is the score without the streams component, which
 	// Select recomputes from the proxy's own in-flight count.
 	scoreNoStreams   float64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,6 +27,9 @@ const (
 	reasonNetwork = "network"
 	reasonStatus  = "status"
 )
+
+// scoreHold is the time constant with which a falling score is believed.
+const scoreHold = 5 * time.Second
 
 // reportErrorReasons are every reason a report can be rejected for; each
 // has its own counter so none is created on the fly.
@@ -264,6 +268,18 @@ func (e *entry) accept(cfg *boardConfig, rep edgeagent.Report) {
 	without := comp
 	without[compStreams] = 0
 	v.scoreNoStreams = score(without, cfg.Weights)
+	// Peak hold: a score that falls is believed only gradually. An edge that
+	// is saturated when busy (a small CPU quota) looks idle as soon as
+	// viewers leave it; without the hold it would win the next burst, flap
+	// between tiers every report, and its slow answers would be the tail.
+	v.held = v.score
+	if prev != nil && !prev.down && prev.receivedAt != 0 {
+		decayed := prev.held * math.Exp(-float64(v.receivedAt-prev.receivedAt)/float64(scoreHold))
+		if decayed > v.held {
+			v.held = decayed
+		}
+	}
+	v.scoreNoStreams += v.held - v.score
 	if u := e.upstream.Load(); u != nil && u.Host != nil {
 		v.inflightAtReport = u.NumRequests()
 	}

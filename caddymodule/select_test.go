@@ -286,3 +286,20 @@ func TestSelectCountsByTier(t *testing.T) {
 		t.Fatalf("tier-1 selections of upstream 0 = %d, want 10", got)
 	}
 }
+
+// TestScorePeakHold: a score that falls is believed only gradually, so an
+// edge saturated when busy does not win the next burst as soon as it is
+// idle; it comes back once the hold has faded.
+func TestScorePeakHold(t *testing.T) {
+	s := newTestSetup(t, 1, nil)
+	s.report(0, 90, edgeagent.StateReady, 2)
+	s.report(0, 10, edgeagent.StateReady, 1)
+	if v := s.entry(0).view.Load(); v.tier != 4 || v.correctedScore(0) < 85 {
+		t.Fatalf("right after a fall from 90 to 10: tier %d, score %.1f; want still tier 4", v.tier, v.correctedScore(0))
+	}
+	s.age(0, 30*time.Second)
+	s.report(0, 10, edgeagent.StateReady, 2)
+	if v := s.entry(0).view.Load(); v.tier != 1 {
+		t.Fatalf("30 s later: tier %d, score %.1f; want tier 1", v.tier, v.correctedScore(0))
+	}
+}
