@@ -69,7 +69,6 @@ func (h *hub) run() {
 }
 
 func (h *hub) broadcast(frame []byte) {
-	h.latest.Store(&frame)
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
 	if err != nil {
 		h.logger.Error("preparing dashboard frame", zap.Error(err))
@@ -77,6 +76,9 @@ func (h *hub) broadcast(frame []byte) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// Stored under the lock: a joining client takes the latest frame and
+	// every later one, never missing the one in between.
+	h.latest.Store(&frame)
 	for c := range h.clients {
 		select {
 		case c.send <- pm:
@@ -102,13 +104,14 @@ func (h *hub) full() bool { return h.count.Load() >= int64(h.maxClients) }
 // join serves an upgraded connection until it ends or is dropped.
 func (h *hub) join(conn *websocket.Conn) {
 	c := &wsClient{conn: conn, send: make(chan *websocket.PreparedMessage, h.queue), done: make(chan struct{})}
-	first := h.latestFrame()
+	h.latestFrame() // builds one if no tick has yet
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
 		conn.Close()
 		return
 	}
+	first := *h.latest.Load()
 	// The latest frame first, so the page fills without waiting a tick;
 	// queued under the lock, so no broadcast can overtake it.
 	if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, first); err == nil {

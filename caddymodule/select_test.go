@@ -157,12 +157,12 @@ func TestSelect(t *testing.T) {
 			s.report(0, 90, ready, 2)
 			s.report(1, 10, ready, 2)
 			s.report(2, 12, ready, 2)
-		}, []check{none(0), near(1, 1, 0)}},
+		}, []check{none(0), some(1, 0.4), some(2, 0.4)}},
 		{"a single best upstream shares with the next tier", 3, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 30, ready, 2)
 			s.report(2, 35, ready, 2)
-		}, []check{near(0, 2.0/3, 0.05), near(1, 1.0/3, 0.05)}},
+		}, []check{near(0, 2.0/3, 0.05), some(1, 0.12), some(2, 0.12)}},
 		{"choices 1 always takes the single best", 3, func(p *TieredSelection) { p.Choices = 1 }, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 30, ready, 2)

@@ -449,7 +449,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 		return int(r.best), lo
 	}
 	if r.n >= 2 {
-		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, rng), lo
+		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, p.board.cfg.Load().Hysteresis, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
 	// the next report: the next tier's compete with it, two drawn at
@@ -463,7 +463,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, rng), hi
+		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, p.board.cfg.Load().Hysteresis, rng), hi
 	}
 	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
@@ -473,17 +473,19 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 // how loaded an edge is (scores are noisy: edges within a tier count as
 // equally good); within it, the one with fewer of our requests in flight
 // wins, so equal edges balance as with least_conn and a slow edge, whose
-// requests last longer, gets fewer. The lower score breaks ties.
-func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, rng *xorshift) int {
+// requests last longer, gets fewer. On equal counts a clearly lower score
+// (by more than the hysteresis) wins; otherwise chance decides, so idle
+// periods do not send everyone to the edge whose score is lowest by noise.
+func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
 	na, nb := pool[a].NumRequests(), pool[b].NumRequests()
 	switch {
 	case nb < na:
 		return int(b)
 	case na < nb:
 		return int(a)
-	case sb < sa:
+	case sb < sa-tolerance:
 		return int(b)
-	case sa < sb:
+	case sa < sb-tolerance:
 		return int(a)
 	case rng.below(2) == 0:
 		return int(b)
