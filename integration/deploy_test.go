@@ -126,20 +126,8 @@ func TestPrometheusScrapesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	cmd := exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr(port))
-	log := &syncWriter{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", tail(log.String(), 30))
-		}
-	})
+	startProgram(t, "prometheus", exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr(port)))
 	api := "http://" + addr(port) + "/api/v1/query?query="
 	query := func(q string) []map[string]any {
 		resp, err := http.Get(api + url.QueryEscape(q))

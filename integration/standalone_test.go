@@ -31,22 +31,10 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	}
 	// Caddy counts a request once per top-level handler it passes; every
 	// request of this edge passes edge_agent first.
-	cmd := exec.Command(testenv.Agent(t),
+	startProgram(t, "edgeagent", exec.Command(testenv.Agent(t),
 		"-listen", addr(agentPort), "-name", "edge-s",
 		"-source", "http://"+edge.Admin+"/metrics", "-match", "handler=edge_agent",
-		"-interval", "250ms", "-token-file", tokenFile, "-max-streams", "50")
-	out := &syncWriter{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("edgeagent output:\n%s", out.String())
-		}
-	})
+		"-interval", "250ms", "-token-file", tokenFile, "-max-streams", "50"))
 	standaloneURL := "http://" + addr(agentPort) + "/_edgetier/load"
 	eventually(t, 10*time.Second, "the standalone agent to answer", func() (bool, string) {
 		req, _ := http.NewRequest(http.MethodGet, standaloneURL, nil)
@@ -131,6 +119,24 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	if text := scrape(t, "http://"+addr(agentPort)+"/metrics"); !containsAll(text, "edgetier_agent_streams", "edgetier_agent_cpu_ratio") {
 		t.Errorf("standalone /metrics lacks agent series:\n%s", text)
 	}
+}
+
+// startProgram runs cmd for the test, stopping it at the end and showing
+// its output if the test failed.
+func startProgram(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
+	out := &syncWriter{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, tail(out.String(), 30))
+		}
+	})
 }
 
 type syncWriter struct {
