@@ -47,6 +47,10 @@ func newHub(interval, writeWait, pongWait time.Duration, maxClients, queue int, 
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hub{interval: interval, writeWait: writeWait, pongWait: pongWait, maxClients: maxClients, queue: queue,
 		build: build, logger: logger, clients: map[*wsClient]struct{}{}, ctx: ctx, cancel: cancel}
+	// A first frame now, so joining clients never trigger an extra build
+	// (which would skip a sequence number for the others).
+	first := build()
+	h.latest.Store(&first)
 	h.wg.Add(1)
 	go h.run()
 	return h

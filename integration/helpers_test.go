@@ -265,15 +265,9 @@ func reload(t testing.TB, c *cluster.Caddy, caddyfile string) {
 }
 
 var (
-	videoOnce = map[string]*sync.Once{"big.mp4": {}, "huge.mp4": {}}
+	videoOnce = map[string]*sync.Once{"huge.mp4": {}}
 	videoErrs sync.Map
 )
-
-// bigVideo adds big.mp4 (20 s of 720p, about 20 MB, moov first) to the
-// library, made with ffmpeg.
-func bigVideo(t testing.TB) string {
-	return makeVideo(t, "big.mp4", "20", []string{"-crf", "16"})
-}
 
 // hugeVideo adds huge.mp4 (60 s of 720p at 16 Mbit/s, about 115 MB): more
 // than a browser buffers ahead, so playback keeps a stream open.

@@ -57,7 +57,7 @@ func TestPlaybackInBrowser(t *testing.T) {
 	lbURL, _ := videoSystem(t)
 	// A video big enough that the browser streams it in Range requests
 	// rather than buffering it whole.
-	bigVideo(t)
+	hugeVideo(t)
 	// Let the board trust the edges, as on a running system.
 	eventually(t, 10*time.Second, "every edge trusted", func() (bool, string) {
 		resp, err := http.Get(lbURL + "/")
@@ -74,11 +74,16 @@ func TestPlaybackInBrowser(t *testing.T) {
 	})
 	before := selections(decodeFrame(t, mustRead(t, mustGet(t, lbURL+"/metrics"))).Edges)
 	ctx := browser(t)
-	if err := chromedpDo(ctx, lbURL+"/videos/big.mp4"); err != nil {
+	if err := chromedpDo(ctx, lbURL+"/videos/huge.mp4"); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, ctx, 15*time.Second, "the video to play",
 		`(() => { const v = document.querySelector('video'); if (!v) return false; v.muted = true; if (v.paused) v.play(); return v.readyState >= 3 && v.currentTime > 0.5; })()`)
+	// Seeks far apart make the player ask for new ranges.
+	for _, at := range []string{"0.8", "0.3"} {
+		evalUntil(t, ctx, 5*time.Second, "a seek to "+at,
+			`(() => { const v = document.querySelector('video'); if (window.seekTo !== `+at+`) { window.seekTo = `+at+`; v.currentTime = v.duration * `+at+`; } return v.readyState >= 3 && Math.abs(v.currentTime - v.duration * `+at+`) < 2; })()`)
+	}
 	evalUntil(t, ctx, 5*time.Second, "a seek to the middle",
 		`(() => { const v = document.querySelector('video'); if (!window.seeked) { window.seeked = true; v.currentTime = v.duration / 2; } return v.currentTime >= v.duration / 2 - 0.1; })()`)
 	evalUntil(t, ctx, 10*time.Second, "playback to continue after the seek",
