@@ -24,20 +24,8 @@ func TestHubDropsSilentClients(t *testing.T) {
 	h := newHub(100*time.Millisecond, time.Second, 300*time.Millisecond, 100, 8, func() []byte {
 		return []byte(strconv.FormatInt(frames.Add(1), 10))
 	}, zap.NewNop())
-	upgrader := websocket.Upgrader{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.full() {
-			http.Error(w, "full", http.StatusServiceUnavailable)
-			return
-		}
-		conn, err := upgrader.Upgrade(hijackWriter{w}, r, nil)
-		if err != nil {
-			return
-		}
-		h.join(conn)
-	}))
+	srv, url := serveHub(h)
 	defer srv.Close()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
 
 	const n = 40
 	var silent []*websocket.Conn
@@ -110,6 +98,21 @@ func TestHubDropsSilentClients(t *testing.T) {
 func TestHubMaxClients(t *testing.T) {
 	h := newHub(time.Second, time.Second, time.Second, 1, 2, func() []byte { return []byte(`{}`) }, zap.NewNop())
 	defer h.stop()
+	srv, url := serveHub(h)
+	defer srv.Close()
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second client: %v %v", resp, err)
+	}
+}
+
+// serveHub serves h's WebSocket endpoint as the dashboard does (refusing
+// when full) and returns the server and its ws:// URL.
+func serveHub(h *hub) (*httptest.Server, string) {
 	upgrader := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.full() {
@@ -121,14 +124,5 @@ func TestHubMaxClients(t *testing.T) {
 			h.join(conn)
 		}
 	}))
-	defer srv.Close()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	c, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("second client: %v %v", resp, err)
-	}
+	return srv, "ws" + strings.TrimPrefix(srv.URL, "http")
 }
