@@ -72,6 +72,12 @@ type board struct {
 	// Select without a system call.
 	now   atomic.Int64
 	clock atomic.Int64
+	// version changes with every view, average, configuration and set of
+	// entries published, so plans built from older ones are not used.
+	version atomic.Uint64
+	// planners are the policies whose plans the janitor rebuilds each tick.
+	plannersMu sync.Mutex
+	planners   map[*TieredSelection]struct{}
 	// average of fresh trusted scores, for upstreams with no fresh report.
 	average atomic.Pointer[averageView]
 
@@ -130,7 +136,10 @@ func (b *board) Destruct() error {
 }
 
 // configure replaces the board's configuration.
-func (b *board) configure(cfg *boardConfig) { b.cfg.Store(cfg) }
+func (b *board) configure(cfg *boardConfig) {
+	b.cfg.Store(cfg)
+	b.version.Add(1)
+}
 
 // lookup returns the entry for an upstream, starting to poll it the first
 // time it is seen (the only path of Select that allocates, once per edge).
@@ -164,6 +173,7 @@ func (b *board) add(u *reverseproxy.Upstream) *entry {
 	}
 	next.byDial[u.Dial] = e
 	b.entries.Store(next)
+	b.version.Add(1)
 	if e.reportURL != "" {
 		ctx, cancel := context.WithCancel(b.ctx)
 		e.cancel = cancel
@@ -191,6 +201,7 @@ func (b *board) janitor() {
 				b.forgetUnseen(t)
 			}
 			b.updateAverage(t)
+			b.replanAll()
 		}
 	}
 }
@@ -226,6 +237,7 @@ func (b *board) forgetUnseen(now time.Time) {
 		b.logger.Info("stopped polling upstream no longer in any pool", zap.String("upstream", dial))
 	}
 	b.entries.Store(next)
+	b.version.Add(1)
 }
 
 // updateAverage recomputes the mean score of trusted fresh upstreams.
@@ -252,6 +264,7 @@ func (b *board) updateAverage(now time.Time) {
 		avg.score = sum / float64(n)
 	}
 	b.average.Store(avg)
+	b.version.Add(1)
 }
 
 // sorted returns the entries ordered by address, for stable output.

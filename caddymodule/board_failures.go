@@ -28,7 +28,7 @@ func (b *board) markFailed(dial string, cause error) {
 		down.down, down.trusted = true, false
 	}
 	down.setCode()
-	e.view.Store(down)
+	e.setView(down)
 }
 
 // countResume counts a resume outcome.

@@ -227,7 +227,7 @@ func (e *entry) fail(err error) {
 			down.down, down.trusted = true, false
 		}
 		down.setCode()
-		e.view.Store(down)
+		e.setView(down)
 		if prev == nil || !prev.down {
 			e.board.events.add(e.dial, "down", "refuses connections: down until it answers")
 		}
@@ -290,7 +290,7 @@ func (e *entry) accept(cfg *boardConfig, rep edgeagent.Report) {
 	v.tier = tierOf(v.correctedScore(v.inflightAtReport), prevTier, cfg.Thresholds, cfg.Hysteresis)
 	v.stayLo, v.stayHi = stayBand(v.tier, cfg.Thresholds, cfg.Hysteresis)
 	v.setCode()
-	e.view.Store(v)
+	e.setView(v)
 	if v.trusted && v.tier != e.lastTier {
 		if e.lastTier != 0 {
 			e.board.logger.Info("upstream changed tier", zap.String("upstream", e.dial),

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
@@ -12,7 +13,9 @@ import (
 // BenchmarkSelect compares Select with Caddy's least_conn and
 // random_choose 2 on the same pools: every upstream with the same number of
 // requests in flight (least_conn's worst case: it keeps a reservoir) and
-// with distinct numbers. Every tiered upstream has a fresh trusted report.
+// with distinct numbers. Every tiered upstream reports once a second, as
+// its poller would, so the reports stay fresh and each one rebuilds the
+// plan, as in a running proxy.
 func BenchmarkSelect(b *testing.B) {
 	for _, n := range []int{3, 10, 100} {
 		for _, inflight := range []string{"equal", "distinct"} {
@@ -25,9 +28,12 @@ func BenchmarkSelect(b *testing.B) {
 				}
 				setInFlight(b, s.pool[i], count)
 			}
-			// Warm the pool cache, as the first requests of a config do.
+			// Warm the pool cache, as the first requests of a config do,
+			// and let the board's clock keep its plan, as Provision does.
 			s.p.Select(s.pool, nil, nil)
 			s.p.Select(s.pool, nil, nil)
+			s.p.board.addPlanner(s.p)
+			stop := s.keepReporting(time.Second)
 			arms := []struct {
 				name string
 				sel  reverseproxy.Selector
@@ -46,6 +52,30 @@ func BenchmarkSelect(b *testing.B) {
 					}
 				})
 			}
+			stop()
 		}
 	}
+}
+
+// keepReporting hands every upstream its last report again once per
+// interval, spread over the interval as the pollers' are, until stop is
+// called.
+func (s *testSetup) keepReporting(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		ticker := time.NewTicker(interval / time.Duration(len(s.pool)))
+		defer ticker.Stop()
+		for k := 0; ; k = (k + 1) % len(s.pool) {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				e := s.entry(k)
+				e.accept(s.cfg, e.view.Load().report)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

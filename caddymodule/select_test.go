@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func (s *testSetup) age(i int, by time.Duration) {
 	e := s.entry(i)
 	v := *e.view.Load()
 	v.receivedAt -= int64(by)
-	e.view.Store(&v)
+	e.setView(&v)
 	s.p.board.updateAverage(time.Now())
 }
 
@@ -95,12 +96,35 @@ func (s *testSetup) down(i int) {
 	e.fail(&pollError{reasonRefused, fmt.Errorf("connection refused")})
 }
 
-// shares runs Select n times and returns each upstream's share.
-func (s *testSetup) shares(t *testing.T, n int) []float64 {
+// shares runs Select n times and returns each upstream's share. With
+// planned, the pool's plan is rebuilt before each call, as the board's
+// clock does every tick, and most choices must come from it.
+func (s *testSetup) shares(t *testing.T, n int, planned bool) []float64 {
 	t.Helper()
 	counts := make([]float64, len(s.pool))
+	// Two calls make the pool a cached one, as in a real config.
+	s.p.Select(s.pool, nil, nil)
+	s.p.Select(s.pool, nil, nil)
+	cache := s.p.cache.Load()
+	if cache == nil {
+		t.Fatal("the pool was not cached after two calls")
+	}
+	fromPlan, withPlan := 0, 0
 	for k := 0; k < n; k++ {
-		u := s.p.Select(s.pool, nil, nil)
+		var u *reverseproxy.Upstream
+		if planned {
+			s.p.replan()
+			if cache.plan.Load() != nil {
+				withPlan++
+			}
+			if chosen, tier, ok := s.p.fromPlan(s.pool, cache); ok {
+				fromPlan++
+				u = s.p.count(s.pool, cache, chosen, tier)
+			}
+		}
+		if u == nil {
+			u = s.p.Select(s.pool, nil, nil)
+		}
 		if u == nil {
 			t.Fatalf("Select returned nil with %d upstreams", len(s.pool))
 		}
@@ -109,6 +133,9 @@ func (s *testSetup) shares(t *testing.T, n int) []float64 {
 				counts[i]++
 			}
 		}
+	}
+	if withPlan > 0 && fromPlan < withPlan/2 {
+		t.Errorf("only %d of %d choices came from the plan", fromPlan, withPlan)
 	}
 	for i := range counts {
 		counts[i] /= float64(n)
@@ -252,14 +279,20 @@ func TestSelect(t *testing.T) {
 		}, []check{none(0), near(1, 1, 0)}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newTestSetup(t, tt.n, tt.configure)
-			tt.setup(s, t)
-			shares := s.shares(t, 6000)
-			for _, c := range tt.checks {
-				c(t, shares)
+		for _, planned := range []bool{false, true} {
+			name := tt.name + "/scan"
+			if planned {
+				name = tt.name + "/planned"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				s := newTestSetup(t, tt.n, tt.configure)
+				tt.setup(s, t)
+				shares := s.shares(t, 6000, planned)
+				for _, c := range tt.checks {
+					c(t, shares)
+				}
+			})
+		}
 	}
 }
 
@@ -301,5 +334,97 @@ func TestScorePeakHold(t *testing.T) {
 	s.report(0, 10, edgeagent.StateReady, 2)
 	if v := s.entry(0).view.Load(); v.tier != 1 {
 		t.Fatalf("30 s later: tier %d, score %.1f; want tier 1", v.tier, v.correctedScore(0))
+	}
+}
+
+// TestSelectPlanOutOfDate: the plan is a tick old at most, but what
+// changed since (our own requests, Caddy's health marks, a new report) is
+// never missed: Select scores every upstream when the plan could be wrong.
+func TestSelectPlanOutOfDate(t *testing.T) {
+	const ready = edgeagent.StateReady
+	streamsOnly := func(p *TieredSelection) { p.Weights = &WeightsConfig{Streams: 1} }
+	tests := []struct {
+		name   string
+		change func(s *testSetup, t *testing.T)
+		want   []int // the upstreams Select may choose after the change
+	}{
+		{"our requests pushed the planned ones past the plan's tier", func(s *testSetup, t *testing.T) {
+			setInFlight(t, s.pool[0], 90)
+			setInFlight(t, s.pool[1], 90)
+		}, []int{2, 3}},
+		{"a planned upstream became unavailable", func(s *testSetup, t *testing.T) {
+			s.pool[0].MaxRequests = 1
+			setInFlight(t, s.pool[0], 1)
+		}, []int{1, 2, 3}},
+		{"a new report put a planned upstream in maintenance", func(s *testSetup, t *testing.T) {
+			s.report(1, 10, edgeagent.StateMaint, 1)
+		}, []int{0, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSetup(t, 4, streamsOnly)
+			s.report(0, 10, ready, 2)
+			s.report(1, 10, ready, 2)
+			s.report(2, 40, ready, 2)
+			s.report(3, 40, ready, 2)
+			s.p.Select(s.pool, nil, nil)
+			s.p.Select(s.pool, nil, nil)
+			s.p.replan()
+			pl := s.p.cache.Load().plan.Load()
+			if pl == nil || len(pl.candidates) != 2 || pl.top != 1 {
+				t.Fatalf("plan before the change = %+v, want upstreams 0 and 1 of tier 1", pl)
+			}
+			tt.change(s, t)
+			for k := 0; k < 200; k++ {
+				u := s.p.Select(s.pool, nil, nil)
+				if !slices.ContainsFunc(tt.want, func(i int) bool { return s.pool[i] == u }) {
+					t.Fatalf("Select chose %s, want one of upstreams %v", u.Dial, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestSelectConcurrentWithReports: Select on several goroutines while
+// reports arrive and the board's clock rebuilds the plan; run with -race.
+// Every call returns an upstream, and the loaded one gets the least.
+func TestSelectConcurrentWithReports(t *testing.T) {
+	s := newTestSetup(t, 4, nil)
+	for i := 0; i < 4; i++ {
+		s.report(i, 10, edgeagent.StateReady, 2)
+	}
+	s.report(3, 90, edgeagent.StateReady, 1)
+	s.p.Select(s.pool, nil, nil)
+	s.p.Select(s.pool, nil, nil)
+	s.p.board.addPlanner(s.p)
+	stop := s.keepReporting(40 * time.Millisecond)
+	defer stop()
+	var loaded, total atomic.Int64
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			deadline := time.Now().Add(300 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				u := s.p.Select(s.pool, nil, nil)
+				if u == nil {
+					t.Error("Select returned nil")
+					return
+				}
+				total.Add(1)
+				if u == s.pool[3] {
+					loaded.Add(1)
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	if s.p.cache.Load().plan.Load() == nil {
+		t.Error("no plan was built")
+	}
+	if loaded.Load() != 0 {
+		t.Errorf("the upstream in tier 4 got %d of %d selections", loaded.Load(), total.Load())
 	}
 }

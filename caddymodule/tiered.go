@@ -123,6 +123,7 @@ func (p *TieredSelection) Provision(ctx caddy.Context) error {
 	}
 	p.board = val.(*board)
 	p.board.configure(cfg)
+	p.board.addPlanner(p)
 	err = ctx.GetMetricsRegistry().Register(p.board.collector)
 	if err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
 		return fmt.Errorf("tiered: registering metrics: %w", err)
@@ -259,6 +260,7 @@ func (p *TieredSelection) Cleanup() error {
 	if p.board == nil {
 		return nil
 	}
+	p.board.removePlanner(p)
 	_, err := boards.Delete(p.Pool)
 	return err
 }
@@ -266,11 +268,11 @@ func (p *TieredSelection) Cleanup() error {
 // poolCache maps a static pool's upstreams to their entries, so Select
 // needs no map look-ups.
 type poolCache struct {
-	first   **reverseproxy.Upstream // &pool[0], identifying the pool
-	n       int
+	pool    reverseproxy.UpstreamPool // &pool[0] and its length identify it
 	gen     uint64
 	entries []*entry
 	seen    atomic.Int64 // board.now when lastSeen was refreshed
+	plan    atomic.Pointer[plan]
 }
 
 // reservoir keeps a uniform random sample of two of the upstreams offered
@@ -318,22 +320,34 @@ func (x *xorshift) below(n uint32) uint32 {
 // Select chooses an upstream: among the available ones not in maintenance,
 // draining or down, it takes the lowest non-empty tier (with the next tier
 // when that holds a single upstream) and picks the better of two random
-// candidates by corrected score. One pass, no locks, no allocations.
+// candidates. A static pool draws the two from its plan (see plan) and
+// judges only them; otherwise, or when the plan is out of date, Select
+// scores every upstream in one pass. No locks, no allocations.
 func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	if len(pool) == 0 {
 		return nil
 	}
-	b := p.board
-	cfg := b.cfg.Load()
-	cache := p.resolve(pool)
-	now := b.clock.Load()
-	stale := int64(cfg.StaleAfter)
-	var unknownBase float64
-	if avg := b.average.Load(); avg != nil {
-		unknownBase = avg.score
+	// A current plan implies a current cache (see replan).
+	if c := p.cache.Load(); c != nil && len(c.pool) == len(pool) && &c.pool[0] == &pool[0] {
+		if chosen, kind, ok := p.fromPlan(pool, c); ok {
+			if e := c.entries[chosen]; e != nil {
+				e.selections[kind].Add(1)
+			}
+			return pool[chosen]
+		}
 	}
-	unknownStreams := cfg.Weights[compStreams] * 100 / cfg.Capacity.Streams
+	cache := p.resolve(pool)
+	chosen, kind := p.scan(pool, cache)
+	if chosen < 0 {
+		return nil
+	}
+	return p.count(pool, cache, chosen, kind)
+}
 
+// scan scores every upstream of pool and chooses; it returns the index
+// chosen (-1 for none) and the kind of selection.
+func (p *TieredSelection) scan(pool reverseproxy.UpstreamPool, cache *poolCache) (int, int) {
+	j := p.board.judge()
 	var tiers [5]reservoir
 	rng := newXorshift()
 	single := p.Choices == 1
@@ -353,21 +367,11 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			v = e.view.Load()
 		}
 		inflight := u.NumRequests()
-		code := codeWarming // unknown: no report, or a stale one
-		if v != nil && (v.code == codeDown || now-v.receivedAt <= stale) {
-			code = v.code
-		}
-		var score float64
-		var tier int
+		code, score, tier := j.of(v, inflight)
 		switch code {
 		case codeTrusted:
 			fresh++
-			score = v.correctedScore(inflight)
-			tier = v.tierFor(score, cfg.Thresholds)
 		case codeWarming:
-			// Unknown: as loaded as the average edge, plus what we hold on it.
-			score = unknownScore(unknownBase, unknownStreams, inflight)
-			tier = rawTier(score, cfg.Thresholds)
 		case codeDrain:
 			if inflight < drainLoad {
 				drainIdx, drainLoad = i, inflight
@@ -383,7 +387,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 		}
 		candidates++
 		// Reservoir sampling of two per tier (inlined: this loop is the
-		// whole cost of Select).
+		// whole cost of a scan).
 		r := &tiers[tier]
 		r.n++
 		if r.n <= 2 {
@@ -395,20 +399,22 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			r.best, r.bestS = int32(i), score
 		}
 	}
-
-	var chosen, kind int
 	switch {
 	case candidates == 0 && drainIdx >= 0:
-		chosen, kind = drainIdx, selDrain
+		return drainIdx, selDrain
 	case candidates == 0 && downIdx >= 0:
-		chosen, kind = downIdx, selDown
+		return downIdx, selDown
 	case candidates == 0:
-		return nil
+		return -1, 0
 	case fresh == 0:
-		chosen, kind = p.leastInFlightOfTwo(pool, cache), selFallback
-	default:
-		chosen, kind = p.choose(&tiers, pool, &rng)
+		return p.leastInFlightOfTwo(pool, cache), selFallback
 	}
+	return p.choose(&tiers, pool, &rng)
+}
+
+// count counts the selection of pool[chosen] (by tier, or another kind)
+// and returns it.
+func (p *TieredSelection) count(pool reverseproxy.UpstreamPool, cache *poolCache, chosen, kind int) *reverseproxy.Upstream {
 	var e *entry
 	if cache != nil {
 		e = cache.entries[chosen]
@@ -417,7 +423,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	}
 	if e != nil {
 		if kind >= 1 && kind <= 4 {
-			if v := e.view.Load(); v == nil || !v.trusted || v.down || now-v.receivedAt > stale {
+			if v := e.view.Load(); v == nil || v.code != codeTrusted || p.board.clock.Load()-v.receivedAt > int64(p.board.cfg.Load().StaleAfter) {
 				kind = selUnknown
 			}
 		}
@@ -449,7 +455,7 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 		return int(r.best), lo
 	}
 	if r.n >= 2 {
-		return better(r.idx[0], r.score[0], r.idx[1], r.score[1], pool, p.board.cfg.Load().Hysteresis, rng), lo
+		return r.pick(pool, p.board.cfg.Load().Hysteresis, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
 	// the next report: the next tier's compete with it, two drawn at
@@ -463,34 +469,39 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return better(next.idx[0], next.score[0], next.idx[1], next.score[1], pool, p.board.cfg.Load().Hysteresis, rng), hi
+		return next.pick(pool, p.board.cfg.Load().Hysteresis, rng), hi
 	}
 	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
 }
 
-// better returns the better of two upstreams of one tier. The tier says
-// how loaded an edge is (scores are noisy: edges within a tier count as
-// equally good); within it, the one with fewer of our requests in flight
-// wins, so equal edges balance as with least_conn and a slow edge, whose
-// requests last longer, gets fewer. On equal counts a clearly lower score
-// (by more than the hysteresis) wins; otherwise chance decides, so idle
-// periods do not send everyone to the edge whose score is lowest by noise.
-func better(a int32, sa float64, b int32, sb float64, pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
-	na, nb := pool[a].NumRequests(), pool[b].NumRequests()
-	switch {
-	case nb < na:
-		return int(b)
-	case na < nb:
-		return int(a)
-	case sb < sa-tolerance:
-		return int(b)
-	case sa < sb-tolerance:
-		return int(a)
-	case rng.below(2) == 0:
-		return int(b)
+// pick returns the better of the reservoir's two upstreams.
+func (r *reservoir) pick(pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
+	if better(pool[r.idx[1]].NumRequests(), r.score[1], pool[r.idx[0]].NumRequests(), r.score[0], tolerance, uint64(rng.below(2))) {
+		return int(r.idx[1])
 	}
-	return int(a)
+	return int(r.idx[0])
+}
+
+// better reports whether upstream x (with xInflight of our requests and
+// score xScore) is better than y, two upstreams of one tier.
+// The tier says how loaded an edge is (scores are noisy: edges within a
+// tier count as equally good); within it, the one with fewer of our
+// requests in flight wins, so equal edges balance as with least_conn and
+// a slow edge, whose requests last longer, gets fewer. On equal counts a
+// clearly lower score (by more than the hysteresis) wins; otherwise chance
+// (the lowest bit of random) decides, so idle periods do not send
+// everyone to the edge whose score is lowest by noise.
+func better(xInflight int, xScore float64, yInflight int, yScore float64, tolerance float64, random uint64) bool {
+	switch {
+	case xInflight != yInflight:
+		return xInflight < yInflight
+	case xScore < yScore-tolerance:
+		return true
+	case yScore < xScore-tolerance:
+		return false
+	}
+	return random&1 == 0
 }
 
 // leastInFlightOfTwo is the fallback when no upstream has a fresh report:
@@ -531,7 +542,7 @@ func (p *TieredSelection) leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cac
 func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *poolCache {
 	es := p.board.entries.Load()
 	c := p.cache.Load()
-	if c != nil && c.first == &pool[0] && c.n == len(pool) && c.gen == es.gen {
+	if c != nil && &c.pool[0] == &pool[0] && len(c.pool) == len(pool) && c.gen == es.gen {
 		if now := p.board.now.Load(); c.seen.Load() != now {
 			c.seen.Store(now)
 			for _, e := range c.entries {
@@ -547,7 +558,7 @@ func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *poolCache {
 	}
 	// Seen twice: a static pool. Building the cache allocates, once per
 	// pool and change of the board's upstream set.
-	c = &poolCache{first: &pool[0], n: len(pool), gen: es.gen, entries: make([]*entry, len(pool))}
+	c = &poolCache{pool: pool, gen: es.gen, entries: make([]*entry, len(pool))}
 	for i, u := range pool {
 		if e := p.board.lookup(u); e != nil {
 			e.upstream.Store(u)

@@ -1,0 +1,245 @@
+package caddymodule
+
+import (
+	"math/rand/v2"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// A plan is a cached pool's candidates as of one tick of the board's
+// clock: the upstreams of the lowest non-empty tier, with the next tier's
+// when that holds a single one. Select draws its two choices from the plan
+// instead of scoring every upstream, and judges the two by what it sees
+// now; whenever the plan may be wrong it scores every upstream instead.
+//
+// A plan is only used while nothing it was built from has changed: the
+// clock, and the board's version, which changes with every view, the
+// average, the configuration and the set of polled upstreams (a new view
+// rebuilds the plans at once, the others at the next tick). What changes between ticks is the
+// proxy's own in-flight counts and Caddy's health marks; the two drawn
+// candidates are checked against both.
+type plan struct {
+	version    uint64
+	clock      int64
+	top        int // highest tier of a candidate
+	hysteresis float64
+	candidates []candidate
+}
+
+// candidate is an upstream of a plan. While the plan is current its view,
+// and so whether it is trusted, cannot have changed: judging it again
+// only needs our in-flight count.
+type candidate struct {
+	idx int
+	v   *view // trusted; nil for an unknown upstream
+	// unknown: score = unknownBase + unknownStreams × in flight
+	unknownBase, unknownStreams float64
+	thresholds                  Thresholds
+}
+
+// judge returns the candidate's score and tier with inflight of our
+// requests on it.
+func (c *candidate) judge(inflight int) (float64, int) {
+	if c.v != nil {
+		s := c.v.correctedScore(inflight)
+		return s, c.v.tierFor(s, c.thresholds)
+	}
+	s := unknownScore(c.unknownBase, c.unknownStreams, inflight)
+	return s, rawTier(s, c.thresholds)
+}
+
+// kind is the selection kind to count when the candidate is chosen from tier.
+func (c *candidate) kind(tier int) int {
+	if c.v != nil {
+		return tier
+	}
+	return selUnknown
+}
+
+// setView publishes an upstream's new view and rebuilds the plans, which
+// are not used from the moment the view is stored until they are rebuilt.
+func (e *entry) setView(v *view) {
+	e.view.Store(v)
+	e.board.version.Add(1)
+	e.board.replanAll()
+}
+
+// judge holds what scoring an upstream needs from the board, loaded once
+// per scan or plan.
+type judge struct {
+	now, stale     int64
+	average        *averageView
+	thresholds     Thresholds
+	hysteresis     float64
+	unknownStreams float64 // score points per request in flight on an unknown upstream
+}
+
+func (b *board) judge() judge {
+	cfg := b.cfg.Load()
+	return judge{
+		now:            b.clock.Load(),
+		stale:          int64(cfg.StaleAfter),
+		average:        b.average.Load(),
+		thresholds:     cfg.Thresholds,
+		hysteresis:     cfg.Hysteresis,
+		unknownStreams: cfg.Weights[compStreams] * 100 / cfg.Capacity.Streams,
+	}
+}
+
+// of says what Select makes of an available upstream with view v (nil
+// when it has none) and inflight of our requests: its code, and for a
+// trusted or unknown one the score corrected by inflight and its tier.
+func (j *judge) of(v *view, inflight int) (code viewCode, score float64, tier int) {
+	code = codeWarming // unknown: no report, or a stale one
+	if v != nil && (v.code == codeDown || j.now-v.receivedAt <= j.stale) {
+		code = v.code
+	}
+	switch code {
+	case codeTrusted:
+		score = v.correctedScore(inflight)
+		tier = v.tierFor(score, j.thresholds)
+	case codeWarming:
+		// Unknown: as loaded as the average edge, plus what we hold on it.
+		score = unknownScore(j.average.score, j.unknownStreams, inflight)
+		tier = rawTier(score, j.thresholds)
+	}
+	return code, score, tier
+}
+
+// replan builds the plan of the policy's cached pool; the board's
+// janitor calls it every tick. With choices 1, or a pool where no report
+// is fresh, or only drain or down upstreams, there is no plan: Select
+// scores every upstream.
+func (p *TieredSelection) replan() {
+	c := p.cache.Load()
+	if c == nil || p.Choices != 2 {
+		return
+	}
+	b := p.board
+	version := b.version.Load()
+	if c.gen != b.entries.Load().gen {
+		// Select rebuilds the cache first.
+		c.plan.Store(nil)
+		return
+	}
+	// The policy holds these upstreams while it is provisioned, with or
+	// without traffic: Select marks them seen only when it scans.
+	now := b.now.Load()
+	for _, e := range c.entries {
+		if e != nil && e.lastSeen.Load() != now {
+			e.lastSeen.Store(now)
+		}
+	}
+	j := b.judge()
+	var tierOf [5][]candidate
+	fresh := 0
+	for i, u := range c.pool {
+		if !u.Available() {
+			continue
+		}
+		var v *view
+		if e := c.entries[i]; e != nil {
+			v = e.view.Load()
+		}
+		code, _, tier := j.of(v, u.NumRequests())
+		cand := candidate{idx: i, thresholds: j.thresholds}
+		switch code {
+		case codeTrusted:
+			fresh++
+			cand.v = v
+		case codeWarming:
+			cand.unknownBase, cand.unknownStreams = j.average.score, j.unknownStreams
+		default:
+			continue
+		}
+		tierOf[tier] = append(tierOf[tier], cand)
+	}
+	if fresh == 0 {
+		c.plan.Store(nil)
+		return
+	}
+	lo := 1
+	for len(tierOf[lo]) == 0 {
+		lo++
+	}
+	pl := &plan{version: version, clock: j.now, hysteresis: j.hysteresis, top: lo, candidates: tierOf[lo]}
+	if len(pl.candidates) == 1 {
+		for hi := lo + 1; hi <= 4; hi++ {
+			if len(tierOf[hi]) > 0 {
+				pl.top, pl.candidates = hi, append(pl.candidates, tierOf[hi]...)
+				break
+			}
+		}
+	}
+	c.plan.Store(pl)
+}
+
+// fromPlan chooses from the cache's plan, if it is current: two distinct
+// candidates at random, the lower tier now, then as better decides. It
+// returns the index and the kind of selection; ok is false when the plan
+// is out of date or a candidate is no longer what the plan took it for
+// (unavailable, or both now above the plan's tiers), and the caller must
+// score every upstream.
+func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache) (chosen, kind int, ok bool) {
+	pl := c.plan.Load()
+	b := p.board
+	if pl == nil || pl.clock != b.clock.Load() || pl.version != b.version.Load() {
+		return 0, 0, false
+	}
+	r := rand.Uint64()
+	n := uint64(len(pl.candidates))
+	ia := (r >> 32) * n >> 32
+	a := &pl.candidates[ia]
+	ua := pool[a.idx]
+	if !ua.Available() {
+		return 0, 0, false
+	}
+	aInflight := ua.NumRequests()
+	aScore, aTier := a.judge(aInflight)
+	if n == 1 {
+		return a.idx, a.kind(aTier), aTier <= pl.top
+	}
+	ib := (r & 0xffffffff) * (n - 1) >> 32
+	if ib >= ia {
+		ib++
+	}
+	o := &pl.candidates[ib]
+	uo := pool[o.idx]
+	if !uo.Available() {
+		return 0, 0, false
+	}
+	oInflight := uo.NumRequests()
+	oScore, oTier := o.judge(oInflight)
+	switch {
+	case aTier > pl.top && oTier > pl.top:
+		return 0, 0, false
+	case oTier < aTier, oTier == aTier && better(oInflight, oScore, aInflight, aScore, pl.hysteresis, r):
+		return o.idx, o.kind(oTier), true
+	}
+	return a.idx, a.kind(aTier), true
+}
+
+// addPlanner has the board's janitor keep p's plan; removePlanner stops it.
+func (b *board) addPlanner(p *TieredSelection) {
+	b.plannersMu.Lock()
+	defer b.plannersMu.Unlock()
+	if b.planners == nil {
+		b.planners = map[*TieredSelection]struct{}{}
+	}
+	b.planners[p] = struct{}{}
+}
+
+func (b *board) removePlanner(p *TieredSelection) {
+	b.plannersMu.Lock()
+	defer b.plannersMu.Unlock()
+	delete(b.planners, p)
+}
+
+// replanAll rebuilds every registered policy's plan.
+func (b *board) replanAll() {
+	b.plannersMu.Lock()
+	defer b.plannersMu.Unlock()
+	for p := range b.planners {
+		p.replan()
+	}
+}
