@@ -19,7 +19,7 @@ GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod 
 APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy docker-compose
 APT_COMMANDS := chromium prometheus promtool ffmpeg ffprobe wrk nginx haproxy docker-compose
 
-.PHONY: all build run test soak lint bench deps dashboard-vendor clean
+.PHONY: all build run test soak lint bench breakcheck deps dashboard-vendor clean
 
 all: build
 
@@ -64,6 +64,11 @@ test: deps build lint
 soak: deps build
 	EDGETIER_CADDY=$(CURDIR)/bin/caddy EDGETIER_AGENT=$(CURDIR)/bin/edgeagent \
 	  $(GO) test -tags soak -count=1 -timeout 15m -v -run Soak ./integration/
+
+# Each reliability test against the deliberate break it must catch
+# (breakcheck/breaks/); run on a commit where `make test` is green.
+breakcheck: deps
+	bash breakcheck/run.sh
 
 bench: build
 	@mkdir -p build
