@@ -74,7 +74,8 @@ for patch in "${patches[@]}"; do
 	took=$(($(date +%s) - start))
 	if [ "$result" = failed ] && grep -q -- "--- FAIL" <<<"$out" && { [ -z "$expect" ] || grep -qF -- "$expect" <<<"$out"; }; then
 		caught=$((caught + 1))
-		first=$(grep -m 1 -E '^\s+\S+_test\.go:[0-9]+: ' <<<"$out" | sed 's/^[[:space:]]*//' | cut -c 1-150 || true)
+		# The last message of a test file (not a process log dump): the failure.
+		first=$(grep -E '^\s+\S+_test\.go:[0-9]+: ' <<<"$out" | grep -v 'log:$' | tail -n 1 | sed 's/^[[:space:]]*//' | cut -c 1-150 || true)
 		echo "   caught in ${took}s: $first"
 		summary+="| \`$name\` | $what | \`${run//|/\\|}\` | caught: ${first//|/\\|} |"$'\n'
 	else

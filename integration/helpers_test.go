@@ -328,3 +328,6 @@ func waitTrusted(t testing.TB, lb *cluster.Caddy, lbURL string, edges []*edgePro
 		return true, ""
 	})
 }
+
+// clusterEnv is the options of a Caddy started with extra environment.
+func clusterEnv(env ...string) cluster.Options { return cluster.Options{Env: env} }

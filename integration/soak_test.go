@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestSoakDashboard2000Clients: 2,000 WebSocket clients, half silent.
@@ -118,5 +116,3 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
-
-func clusterEnv(env ...string) cluster.Options { return cluster.Options{Env: env} }
