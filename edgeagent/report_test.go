@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,11 @@ func TestValidate(t *testing.T) {
 		{"huge streams", func(r *Report) { r.Streams = 1e15 }, "streams"},
 		{"negative capacity", func(r *Report) { r.Capacity = &Capacity{MaxStreams: -1} }, "capacity.max_streams"},
 		{"long name", func(r *Report) { r.Edge = strings.Repeat("x", 300) }, "edge"},
+		// JSON has no NaN or infinity, but a report built in process (the
+		// in-Caddy agent) can hold one after a division by zero.
+		{"NaN cpu", func(r *Report) { r.CPUPercent = math.NaN() }, "cpu_percent: not a finite number"},
+		{"infinite response time", func(r *Report) { r.ResponseTimeSeconds = math.Inf(1) }, "response_time_seconds: not a finite number"},
+		{"negative infinite streams", func(r *Report) { r.Streams = math.Inf(-1) }, "streams: not a finite number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +102,7 @@ func burnCPU(t *testing.T, e *edgeProc) (stop func()) {
 // traffic sends n Range requests for random 256 KiB chunks of big.bin
 // through the LB from workers clients, checks every byte, and returns how
 // many each edge served (by X-Edge).
-func traffic(t *testing.T, lbURL string, workers, n int, want []byte) map[string]int {
+func traffic(t testing.TB, lbURL string, workers, n int, want []byte) map[string]int {
 	t.Helper()
 	var mu sync.Mutex
 	served := map[string]int{}
@@ -142,13 +143,34 @@ func traffic(t *testing.T, lbURL string, workers, n int, want []byte) map[string
 	return served
 }
 
-func readBig(t *testing.T) []byte {
+func readBig(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(library(t), "big.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// selectionsOf is how many times the LB's policy chose each edge, over
+// every tier.
+func selectionsOf(t testing.TB, lb *cluster.Caddy, edges []*edgeProc) []float64 {
+	t.Helper()
+	text := scrape(t, "http://"+lb.Admin+"/metrics")
+	counts := make([]float64, len(edges))
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "edgetier_upstream_selections_total{") {
+			continue
+		}
+		for i, e := range edges {
+			if strings.Contains(line, `upstream="`+addr(e.port)+`"`) {
+				fields := strings.Fields(line)
+				v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+				counts[i] += v
+			}
+		}
+	}
+	return counts
 }
 
 // upstreamMetric reads one of the LB's per-upstream series.
@@ -181,10 +203,20 @@ func TestTieredKeepsViewersOffABusyEdge(t *testing.T) {
 		tier := upstreamMetric(t, lb, "edgetier_upstream_tier", addr(busy.port))
 		return tier >= 2, fmt.Sprintf("tier %g", tier)
 	})
+	before := selectionsOf(t, lb, edges)
 	served := traffic(t, lbURL, 8, 300, want)
-	t.Logf("busy edge-1: %v", served)
+	chosen := selectionsOf(t, lb, edges)
+	for i := range chosen {
+		chosen[i] -= before[i]
+	}
+	t.Logf("busy edge-1: served %v, chosen %v", served, chosen)
 	if others := float64(served["edge-2"]+served["edge-3"]) / 2; float64(served["edge-1"]) > 0.25*others {
 		t.Errorf("busy edge got %d requests, the others %d and %d: want well below theirs", served["edge-1"], served["edge-2"], served["edge-3"])
+	}
+	// The policy itself keeps viewers off it: not only Caddy's passive
+	// health and retries after the busy edge failed to answer in time.
+	if others := (chosen[1] + chosen[2]) / 2; chosen[0] > 0.25*others {
+		t.Errorf("the policy chose the busy edge %.0f times, the others %.0f and %.0f: want well below theirs", chosen[0], chosen[1], chosen[2])
 	}
 
 	stopBurn()

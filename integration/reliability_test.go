@@ -249,6 +249,15 @@ func TestReloadUnderLoad(t *testing.T) {
 		g, _ := caddyRuntime(t, lb)
 		return g <= baseG+10, fmt.Sprintf("%d goroutines, %d before", g, baseG)
 	})
+	// Exactly one of each long-lived goroutine is left: one board janitor,
+	// one poller per edge, one dashboard hub.
+	eventually(t, 10*time.Second, "one hub, one janitor and one poller per edge", func() (bool, string) {
+		dump := scrape(t, "http://"+lb.Admin+"/debug/pprof/goroutine?debug=2")
+		hubs := strings.Count(dump, "caddymodule.(*hub).run(")
+		janitors := strings.Count(dump, "caddymodule.(*board).janitor(")
+		pollers := strings.Count(dump, "caddymodule.(*entry).poll(")
+		return hubs == 1 && janitors == 1 && pollers == len(edges), fmt.Sprintf("%d hubs, %d janitors, %d pollers", hubs, janitors, pollers)
+	})
 	// Metrics continue after the reloads.
 	if text := scrape(t, "http://"+lb.Admin+"/metrics"); !strings.Contains(text, "edgetier_upstream_score") {
 		t.Error("metrics lost after the reloads")

@@ -43,7 +43,7 @@ http://:%d {
 }
 
 // plainEdges starts edges (no cgroups) serving the given folders.
-func plainEdges(t *testing.T, roots ...string) []*edgeProc {
+func plainEdges(t testing.TB, roots ...string) []*edgeProc {
 	t.Helper()
 	var edges []*edgeProc
 	for i, root := range roots {

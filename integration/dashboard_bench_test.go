@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/edgetier/edgetier/internal/cluster"
+)
+
+// BenchmarkDashboardHub measures what an open dashboard costs the LB:
+// 1,000 WebSocket clients on /ws at the default one frame a second. It
+// reports the LB's CPU time with them connected minus without, as a share
+// of one core, and the p99 time to first byte of player-like Range
+// requests through the same LB with the clients connected against
+// without, over interleaved rounds (median ratio and spread).
+//
+//	make build && EDGETIER_CADDY=$PWD/bin/caddy go test -run '^$' -bench DashboardHub -benchtime 1x ./integration/
+func BenchmarkDashboardHub(b *testing.B) {
+	const clients = 1000
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 4*clients {
+		lim.Cur = min(lim.Max, 4*clients)
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	lib := library(b)
+	edges := plainEdges(b, lib, lib, lib)
+	lbPort := freePort(b)
+	lb := startCaddy(b, "lb", lbDashboardConfig(lbPort, edgeAddrs(edges), ""), optsNone)
+	lbURL := "http://" + addr(lbPort)
+	traffic(b, lbURL, 2, 10, readBig(b))
+
+	var frames atomic.Int64
+	connect := func() (closeAll func()) {
+		conns := make([]*websocket.Conn, 0, clients)
+		var wg sync.WaitGroup
+		for i := 0; i < clients; i++ {
+			c, _, err := dialWS(b, "ws://"+addr(lbPort)+"/ws", "")
+			if err != nil {
+				b.Fatalf("client %d: %v", i, err)
+			}
+			conns = append(conns, c)
+			wg.Add(1)
+			go func() { // a browser tab: reads every frame, answers pings
+				defer wg.Done()
+				for {
+					if _, _, err := c.ReadMessage(); err != nil {
+						return
+					}
+					frames.Add(1)
+				}
+			}()
+		}
+		return func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			wg.Wait()
+		}
+	}
+
+	for b.Loop() {
+		// CPU: 10 s idle without clients, then 10 s with them.
+		const window = 10 * time.Second
+		idle := cpuSeconds(b, lb, window)
+		closeAll := connect()
+		time.Sleep(2 * time.Second) // every client has had a frame
+		before := frames.Load()
+		open := cpuSeconds(b, lb, window)
+		got := frames.Load() - before
+		closeAll()
+		hubShare := (open - idle) / window.Seconds() * 100
+		b.Logf("LB CPU: %.2f s idle, %.2f s with %d clients in %s; %d frames delivered (%.0f per client per s)",
+			idle, open, clients, window, got, float64(got)/clients/window.Seconds())
+		if float64(got) < 0.8*clients*window.Seconds() {
+			b.Errorf("clients received %d frames in %s, want about %d", got, window, clients*int(window.Seconds()))
+		}
+
+		// Proxy p99 with and without the clients, interleaved rounds.
+		var ratios []float64
+		var without, with []time.Duration
+		for round := 0; round < 4; round++ {
+			order := []bool{false, true}
+			if round%2 == 1 {
+				order = []bool{true, false}
+			}
+			var p99 [2]time.Duration
+			for _, open := range order {
+				var closeAll func()
+				if open {
+					closeAll = connect()
+					time.Sleep(time.Second)
+				}
+				p := percentile(players(b, lbURL, 8, 6*time.Second), 0.99)
+				if open {
+					closeAll()
+					p99[1] = p
+					with = append(with, p)
+				} else {
+					p99[0] = p
+					without = append(without, p)
+				}
+			}
+			ratios = append(ratios, float64(p99[1])/float64(p99[0]))
+		}
+		slices.Sort(ratios)
+		med := (ratios[1] + ratios[2]) / 2
+		b.Logf("proxy p99 without the dashboard %v, with %d clients %v; ratio median %.2f [%.2f–%.2f]",
+			without, clients, with, med, ratios[0], ratios[len(ratios)-1])
+		b.ReportMetric(hubShare, "%core-for-1000-clients")
+		b.ReportMetric(med, "p99-ratio-with/without")
+	}
+}
+
+// cpuSeconds is the CPU time (user + system) the process spends over d.
+func cpuSeconds(b *testing.B, c *cluster.Caddy, d time.Duration) float64 {
+	read := func() float64 {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		return (utime + stime) / 100 // clock ticks
+	}
+	start := read()
+	time.Sleep(d)
+	return read() - start
+}
+
+// players run n players for d against the LB, each fetching Range chunks
+// of 256 KiB–1 MiB of big.bin at random places with a short pause, as a
+// video player does; it returns every request's time to first byte.
+func players(b *testing.B, lbURL string, n int, d time.Duration) []time.Duration {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	deadline := time.Now().Add(d)
+	var mu sync.Mutex
+	var ttfb []time.Duration
+	var wg sync.WaitGroup
+	for p := 0; p < n; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				size := int64(256<<10 + rand.IntN(768<<10))
+				from := rand.Int64N(48<<20 - size)
+				req, _ := http.NewRequest(http.MethodGet, lbURL+"/big.bin", nil)
+				req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, from+size-1))
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				took := time.Since(start)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusPartialContent {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				mu.Lock()
+				ttfb = append(ttfb, took)
+				mu.Unlock()
+				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	return ttfb
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
