@@ -453,7 +453,12 @@ func TestHungAgentsDoNotHurtProxying(t *testing.T) {
 	start := polls()
 	want := readBig(t)
 	maxG := baseG
+	// 150 polls a second: 1,000 within a minute, or polling has stalled.
+	deadline := time.Now().Add(time.Minute)
 	for polls()-start < 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %.0f polls in a minute: polling stalled", polls()-start)
+		}
 		served := traffic(t, lbURL, 3, 15, want)
 		if len(served) < 2 {
 			t.Errorf("requests went to %v only: unknown edges must share the load", served)
