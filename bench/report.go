@@ -113,7 +113,7 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 		case "d":
 			check(t.ratioP99.median <= 0.8, fmt.Sprintf("(d) p99 ≤ 0.8× least_conn: %.2f×", t.ratioP99.median))
 		case "s":
-			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("saturation throughput ≥ 0.97× least_conn: %.2f×", t.ratioThrough.median))
+			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("saturation throughput ≥ 0.97× least_conn: %.3f× (rounds %.2f–%.2f)", t.ratioThrough.median, t.ratioThrough.lo, t.ratioThrough.hi))
 		}
 	}
 	b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation across the three edges) of the requests each edge received in each 100 ms window, the load arriving on it, mean over the windows of the run; median [min–max] over rounds. Half the players use each balancer. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio |\n|---|---|---|---|\n")

@@ -192,6 +192,7 @@ func (b *board) janitor() {
 	defer recoverAndLog(b.logger, "board janitor")
 	ticker := time.NewTicker(clockTick)
 	defer ticker.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -201,6 +202,8 @@ func (b *board) janitor() {
 				b.forgetUnseen(t)
 			}
 			b.updateAverage(t)
+			ticks++
+			b.judgeLatencies(ticks%int(latencyWindow/clockTick) == 0)
 			b.replanAll()
 		}
 	}

@@ -12,10 +12,10 @@ import (
 // registered once per config's registry, so two policies on one pool never
 // emit the same series twice.
 type boardCollector struct {
-	b                                                        *board
-	score, tier, load, age, stale, down, state, trusted      *prometheus.Desc
-	selections, reportErrors, polls, streamFailures, upCount *prometheus.Desc
-	resumes                                                  *prometheus.Desc
+	b                                                                       *board
+	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
+	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
+	resumes                                                                 *prometheus.Desc
 }
 
 func newBoardCollector(b *board) *boardCollector {
@@ -36,6 +36,8 @@ func newBoardCollector(b *board) *boardCollector {
 		selections:     desc("upstream_selections_total", "Requests sent to the upstream, by its tier when chosen (unknown, 1-4, fallback, drain, down).", "upstream", "tier"),
 		reportErrors:   desc("upstream_report_errors_total", "Report polls that failed or were rejected, by reason.", "upstream", "reason"),
 		polls:          desc("upstream_polls_total", "Report polls made.", "upstream"),
+		latency:        desc("upstream_latency_seconds", "Fastest time to first byte the proxy saw from the upstream in the last 5-10 s (edgetier transport only).", "upstream"),
+		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
 		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
 		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
@@ -44,7 +46,7 @@ func newBoardCollector(b *board) *boardCollector {
 
 func (c *boardCollector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow}
 }
 
 // Describe implements prometheus.Collector.
@@ -93,6 +95,10 @@ func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.polls, e.polls.Load())
 		counter(c.streamFailures, e.failures.Load())
+		if l := e.latency.base.Load(); l > 0 {
+			gauge(c.latency, time.Duration(l).Seconds())
+		}
+		gauge(c.slow, boolFloat(e.latency.slow.Load()))
 	}
 }
 

@@ -63,6 +63,7 @@ type entry struct {
 	upstream atomic.Pointer[reverseproxy.Upstream] // latest seen, for its in-flight count
 	lastSeen atomic.Int64                          // board.now when a pool last held it
 
+	latency    latency // what the proxy sees of its time to first byte
 	selections [numSelKinds]atomic.Uint64
 	errors     map[string]*atomic.Uint64 // by reason; the map is never written after creation
 	polls      atomic.Uint64

@@ -110,13 +110,22 @@ func (t *ResumeTransport) Cleanup() error {
 // RoundTrip does the request and, for a response that can be resumed,
 // watches its body.
 func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	inflight := 1
+	di, hasDial := reverseproxy.GetDialInfo(req.Context())
+	if hasDial && di.Upstream != nil && di.Upstream.Host != nil {
+		inflight = di.Upstream.NumRequests() // this one included
+	}
 	resp, err := t.HTTP.RoundTrip(req)
+	dial := req.URL.Host
+	if hasDial {
+		dial = di.Address
+	}
+	if err == nil {
+		t.board.observeLatency(dial, time.Since(start), inflight)
+	}
 	if err != nil || req.Method != http.MethodGet {
 		return resp, err
-	}
-	dial := req.URL.Host
-	if di, ok := reverseproxy.GetDialInfo(req.Context()); ok {
-		dial = di.Address
 	}
 	span, ok := resumableSpan(resp)
 	if !ok {

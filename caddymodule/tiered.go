@@ -347,6 +347,17 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 // scan scores every upstream of pool and chooses; it returns the index
 // chosen (-1 for none) and the kind of selection.
 func (p *TieredSelection) scan(pool reverseproxy.UpstreamPool, cache *poolCache) (int, int) {
+	chosen, kind, slowSkipped := p.scanOnce(pool, cache, false)
+	if chosen < 0 && slowSkipped {
+		// Only clearly slower upstreams can serve: slow beats nothing.
+		chosen, kind, _ = p.scanOnce(pool, cache, true)
+	}
+	return chosen, kind
+}
+
+// scanOnce is one scan; without withSlow, upstreams the proxy sees as
+// clearly slower are skipped (slowSkipped says whether any was).
+func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCache, withSlow bool) (chosen, kind int, slowSkipped bool) {
 	j := p.board.judge()
 	var tiers [5]reservoir
 	rng := newXorshift()
@@ -358,12 +369,18 @@ func (p *TieredSelection) scan(pool reverseproxy.UpstreamPool, cache *poolCache)
 		if !u.Available() {
 			continue
 		}
-		var v *view
+		var e *entry
 		if cache != nil {
-			if e := cache.entries[i]; e != nil {
-				v = e.view.Load()
+			e = cache.entries[i]
+		} else {
+			e = p.lookup(u)
+		}
+		var v *view
+		if e != nil {
+			if !withSlow && e.latency.keptOff(u.NumRequests()) {
+				slowSkipped = true
+				continue
 			}
-		} else if e := p.lookup(u); e != nil {
 			v = e.view.Load()
 		}
 		inflight := u.NumRequests()
@@ -400,16 +417,19 @@ func (p *TieredSelection) scan(pool reverseproxy.UpstreamPool, cache *poolCache)
 		}
 	}
 	switch {
+	case candidates == 0 && slowSkipped:
+		return -1, 0, true
 	case candidates == 0 && drainIdx >= 0:
-		return drainIdx, selDrain
+		return drainIdx, selDrain, false
 	case candidates == 0 && downIdx >= 0:
-		return downIdx, selDown
+		return downIdx, selDown, false
 	case candidates == 0:
-		return -1, 0
+		return -1, 0, false
 	case fresh == 0:
-		return p.leastInFlightOfTwo(pool, cache), selFallback
+		return p.leastInFlightOfTwo(pool, cache), selFallback, slowSkipped
 	}
-	return p.choose(&tiers, pool, &rng)
+	chosen, kind = p.choose(&tiers, pool, &rng)
+	return chosen, kind, slowSkipped
 }
 
 // count counts the selection of pool[chosen] (by tier, or another kind)

@@ -32,6 +32,8 @@ type plan struct {
 type candidate struct {
 	idx int
 	v   *view // trusted; nil for an unknown upstream
+	// probation is set for an upstream tried one request at a time.
+	probation *latency
 	// unknown: score = unknownBase + unknownStreams × in flight
 	unknownBase, unknownStreams float64
 	thresholds                  Thresholds
@@ -137,12 +139,18 @@ func (p *TieredSelection) replan() {
 		if !u.Available() {
 			continue
 		}
+		cand := candidate{idx: i, thresholds: j.thresholds}
 		var v *view
 		if e := c.entries[i]; e != nil {
+			if e.latency.slow.Load() {
+				continue // Select scans when only slow upstreams are left
+			}
+			if e.latency.probation.Load() {
+				cand.probation = &e.latency
+			}
 			v = e.view.Load()
 		}
 		code, _, tier := j.of(v, u.NumRequests())
-		cand := candidate{idx: i, thresholds: j.thresholds}
 		switch code {
 		case codeTrusted:
 			fresh++
@@ -195,6 +203,9 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 		return 0, 0, false
 	}
 	aInflight := ua.NumRequests()
+	if a.probation != nil && a.probation.keptOff(aInflight) {
+		return 0, 0, false
+	}
 	aScore, aTier := a.judge(aInflight)
 	if n == 1 {
 		return a.idx, a.kind(aTier), aTier <= pl.top
@@ -209,6 +220,9 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 		return 0, 0, false
 	}
 	oInflight := uo.NumRequests()
+	if o.probation != nil && o.probation.keptOff(oInflight) {
+		return 0, 0, false
+	}
 	oScore, oTier := o.judge(oInflight)
 	switch {
 	case aTier > pl.top && oTier > pl.top:
