@@ -75,7 +75,11 @@ for patch in "${patches[@]}"; do
 	if [ "$result" = failed ] && grep -q -- "--- FAIL" <<<"$out" && { [ -z "$expect" ] || grep -qF -- "$expect" <<<"$out"; }; then
 		caught=$((caught + 1))
 		# The last message of a test file (not a process log dump): the failure.
-		first=$(grep -E '^\s+\S+_test\.go:[0-9]+: ' <<<"$out" | grep -v 'log:$' | tail -n 1 | sed 's/^[[:space:]]*//' | cut -c 1-150 || true)
+		if [ -n "$expect" ]; then
+			first=$(grep -F -m 1 -- "$expect" <<<"$out" | sed 's/^[[:space:]]*//' | cut -c 1-150 || true)
+		else
+			first=$(grep -E '^\s+\S+_test\.go:[0-9]+: ' <<<"$out" | grep -v 'log:$' | tail -n 1 | sed 's/^[[:space:]]*//' | cut -c 1-150 || true)
+		fi
 		echo "   caught in ${took}s: $first"
 		summary+="| \`$name\` | $what | \`${run//|/\\|}\` | caught: ${first//|/\\|} |"$'\n'
 	else
