@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,11 +30,7 @@ import (
 //	make build && EDGETIER_CADDY=$PWD/bin/caddy go test -run '^$' -bench DashboardHub -benchtime 1x ./integration/
 func BenchmarkDashboardHub(b *testing.B) {
 	const clients = 1000
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 4*clients {
-		lim.Cur = min(lim.Max, 4*clients)
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
+	raiseOpenFiles(4 * clients)
 	lib := library(b)
 	edges := plainEdges(b, lib, lib, lib)
 	lbPort := freePort(b)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -233,11 +232,7 @@ func caddyRuntime(t testing.TB, c *cluster.Caddy) (goroutines int, heap uint64) 
 func TestDashboardSilentClients(t *testing.T) { silentClients(t, 500) }
 
 func silentClients(t *testing.T, n int) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(4*n) {
-		lim.Cur = min(lim.Max, uint64(4*n))
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
+	raiseOpenFiles(4 * n)
 	lbPort := freePort(t)
 	edgePort := freePort(t)
 	cfg := lbDashboardConfig(lbPort, []string{addr(edgePort)}, "interval 200ms\n\t\tpong_wait 1s\n\t\twrite_timeout 1s\n\t\tmax_clients 5000")

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,3 +332,14 @@ func waitTrusted(t testing.TB, lb *cluster.Caddy, lbURL string, edges []*edgePro
 
 // clusterEnv is the options of a Caddy started with extra environment.
 func clusterEnv(env ...string) cluster.Options { return cluster.Options{Env: env} }
+
+// raiseOpenFiles lifts this process's open-file limit to n (within its
+// hard limit) for tests with thousands of connections; the Caddy
+// processes it starts inherit it.
+func raiseOpenFiles(n int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(n) {
+		lim.Cur = min(lim.Max, uint64(n))
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}

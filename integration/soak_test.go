@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,11 +24,7 @@ func TestSoakDashboard2000Clients(t *testing.T) { silentClients(t, 2000) }
 // served; a viewer reading at 1 KB/s does not grow the LB's memory.
 func TestSoakSlowloris(t *testing.T) {
 	const trickles = 2000
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 3*trickles {
-		lim.Cur = min(lim.Max, 3*trickles)
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
+	raiseOpenFiles(3 * trickles)
 	caddyfile, err := os.ReadFile("../Caddyfile")
 	if err != nil {
 		t.Fatal(err)
