@@ -66,7 +66,7 @@ func report(o options, res *results, took time.Duration) error {
 	if o.quick {
 		mode, cmd = "quick (one round, for development: not a result to quote)", "make build && go run ./bench -quick"
 	}
-	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, arms interleaved (each round starts with another arm), %d players; the run took %s.\n\n",
+	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, arms interleaved (each round starts with another arm) after a second of unmeasured traffic through each arm, %d players; the run took %s.\n\n",
 		cmd, mode, time.Now().UTC().Format("2006-01-02"), machine(), o.rounds, o.duration, o.players, took.Round(time.Second))
 	b.WriteString(`Three edges (separate Caddy processes: ` + "`file_server` + `edge_agent`" + `), each in its own cgroup
 held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). Players fetch like video players: the

@@ -93,6 +93,16 @@ func run(o options) (*results, error) {
 		for _, a := range sys.arms {
 			r.arms = append(r.arms, a.name)
 		}
+		// Warm-up, not measured: a second of traffic through every arm
+		// after the reload, so no arm's first round includes the new
+		// config's start (connections, a board learning new upstreams).
+		for _, a := range sys.arms {
+			var bases []string
+			if a.base != "" {
+				bases = []string{a.base}
+			}
+			play(sys, bases, sc.players, warmup)
+		}
 		for round := 0; round < o.rounds; round++ {
 			// Interleave: each round starts with another arm.
 			for k := range sys.arms {
@@ -138,3 +148,6 @@ func run(o options) (*results, error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// warmup is each arm's unmeasured traffic after a scenario's reload.
+const warmup = time.Second
