@@ -74,6 +74,7 @@ bench: build
 	@mkdir -p build
 	$(GO) test -run '^$$' -bench BenchmarkSelect -benchmem -count 5 ./caddymodule/ | tee build/bench.txt
 	EDGETIER_CADDY=$(CURDIR)/bin/caddy $(GO) test -run '^$$' -bench TransportOverhead -benchtime 1x ./integration/ | tee -a build/bench.txt
+	EDGETIER_CADDY=$(CURDIR)/bin/caddy $(GO) test -run '^$$' -bench DashboardHub -benchtime 1x ./integration/ | tee -a build/bench.txt
 
 # Reinstall the chart library from the lock file and copy it into the page.
 dashboard-vendor:
