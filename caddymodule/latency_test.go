@@ -92,33 +92,27 @@ func TestSelectAvoidsClearlySlowerUpstream(t *testing.T) {
 			}},
 	}
 	for _, tt := range tests {
-		for _, planned := range []bool{false, true} {
-			name := tt.name + "/scan"
-			if planned {
-				name = tt.name + "/planned"
-			}
-			t.Run(name, func(t *testing.T) {
-				s := newTestSetup(t, len(tt.loads), nil)
-				for i, load := range tt.loads {
-					s.report(i, load, ready, 2)
-					if tt.fastest == nil { // starved: upstream 0 answers in 2 ms once, then in 300 ms
-						answers := []time.Duration{3 * ms, 4 * ms, 3 * ms, 5 * ms, 4 * ms}
-						if i == 0 {
-							answers = []time.Duration{2 * ms, 300 * ms, 300 * ms, 300 * ms, 300 * ms}
-						}
-						for _, d := range answers {
-							s.entry(i).latency.observe(d, 1)
-						}
-						continue
+		bothPaths(t, tt.name, func(t *testing.T, planned bool) {
+			s := newTestSetup(t, len(tt.loads), nil)
+			for i, load := range tt.loads {
+				s.report(i, load, ready, 2)
+				if tt.fastest == nil { // starved: upstream 0 answers in 2 ms once, then in 300 ms
+					answers := []time.Duration{3 * ms, 4 * ms, 3 * ms, 5 * ms, 4 * ms}
+					if i == 0 {
+						answers = []time.Duration{2 * ms, 300 * ms, 300 * ms, 300 * ms, 300 * ms}
 					}
-					for k := 0; k < latencySamples; k++ {
-						s.entry(i).latency.observe(tt.fastest[i]+time.Duration(k)*ms, 1)
+					for _, d := range answers {
+						s.entry(i).latency.observe(d, 1)
 					}
+					continue
 				}
-				s.p.board.judgeLatencies(false)
-				tt.checks(t, s.shares(t, 6000, planned))
-			})
-		}
+				for k := 0; k < latencySamples; k++ {
+					s.entry(i).latency.observe(tt.fastest[i]+time.Duration(k)*ms, 1)
+				}
+			}
+			s.p.board.judgeLatencies(false)
+			tt.checks(t, s.shares(t, 6000, planned))
+		})
 	}
 	t.Run("only slow upstreams left", func(t *testing.T) {
 		s := newTestSetup(t, 2, nil)

@@ -143,6 +143,18 @@ func (s *testSetup) shares(t *testing.T, n int, planned bool) []float64 {
 	return counts
 }
 
+// bothPaths runs f as two subtests: Select scoring every upstream, and
+// Select drawing from the pool's plan.
+func bothPaths(t *testing.T, name string, f func(t *testing.T, planned bool)) {
+	for _, planned := range []bool{false, true} {
+		path := "scan"
+		if planned {
+			path = "planned"
+		}
+		t.Run(name+"/"+path, func(t *testing.T) { f(t, planned) })
+	}
+}
+
 func TestSelect(t *testing.T) {
 	const ready = edgeagent.StateReady
 	type check func(t *testing.T, shares []float64)
@@ -279,20 +291,14 @@ func TestSelect(t *testing.T) {
 		}, []check{none(0), near(1, 1, 0)}},
 	}
 	for _, tt := range tests {
-		for _, planned := range []bool{false, true} {
-			name := tt.name + "/scan"
-			if planned {
-				name = tt.name + "/planned"
+		bothPaths(t, tt.name, func(t *testing.T, planned bool) {
+			s := newTestSetup(t, tt.n, tt.configure)
+			tt.setup(s, t)
+			shares := s.shares(t, 6000, planned)
+			for _, c := range tt.checks {
+				c(t, shares)
 			}
-			t.Run(name, func(t *testing.T) {
-				s := newTestSetup(t, tt.n, tt.configure)
-				tt.setup(s, t)
-				shares := s.shares(t, 6000, planned)
-				for _, c := range tt.checks {
-					c(t, shares)
-				}
-			})
-		}
+		})
 	}
 }
 
