@@ -124,15 +124,8 @@ func (h *hub) broadcast(frame []byte) {
 	}
 }
 
-// latestFrame returns the last frame built, building one if none was.
-func (h *hub) latestFrame() []byte {
-	if f := h.latest.Load(); f != nil {
-		return *f
-	}
-	f := h.build()
-	h.latest.Store(&f)
-	return f
-}
+// latestFrame returns the last frame built (newHub builds the first).
+func (h *hub) latestFrame() []byte { return *h.latest.Load() }
 
 // full reports whether the hub has its maximum number of clients.
 func (h *hub) full() bool { return h.count.Load() >= int64(h.maxClients) }
@@ -141,14 +134,13 @@ func (h *hub) full() bool { return h.count.Load() >= int64(h.maxClients) }
 func (h *hub) join(conn *websocket.Conn) {
 	c := &wsClient{conn: conn, send: make(chan *websocket.PreparedMessage, h.queue), done: make(chan struct{}),
 		slot: int(h.joined.Add(1) % broadcastSlots)}
-	h.latestFrame() // builds one if no tick has yet
 	h.mu.Lock()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
 		conn.Close()
 		return
 	}
-	first := *h.latest.Load()
+	first := h.latestFrame()
 	// The latest frame first, so the page fills without waiting a tick;
 	// queued under the lock, so no broadcast can overtake it.
 	if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, first); err == nil {

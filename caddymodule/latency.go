@@ -131,7 +131,8 @@ func slowerService(a, b int64) bool {
 	return b > 0 && a >= serviceRatio*b && a-b >= int64(serviceGap)
 }
 
-func ms(n int64) time.Duration { return time.Duration(n).Round(100 * time.Microsecond) }
+// rounded is n nanoseconds for a message.
+func rounded(n int64) time.Duration { return time.Duration(n).Round(100 * time.Microsecond) }
 
 // observeLatency records the time to first byte of a request to dial,
 // sent with inflight of ours in flight to it.
@@ -168,10 +169,10 @@ func (b *board) judgeLatencies(rotate bool) {
 		case slow && !e.latency.announced.Load():
 			e.latency.announced.Store(true)
 			b.events.add(e.dial, "slow", "answers in %s at best, %s typically, %s per request in flight (the pool's best: %s, %s, %s): kept off while others serve",
-				ms(base), ms(typical), ms(e.latency.service.Load()), ms(best), ms(bestTypical), ms(bestService))
+				rounded(base), rounded(typical), rounded(e.latency.service.Load()), rounded(best), rounded(bestTypical), rounded(bestService))
 		case !slow && base > 0 && e.latency.announced.Load():
 			e.latency.announced.Store(false)
-			b.events.add(e.dial, "slow", "no longer clearly slower (%s at best)", time.Duration(base).Round(100*time.Microsecond))
+			b.events.add(e.dial, "slow", "no longer clearly slower (%s at best)", rounded(base))
 		}
 	}
 }

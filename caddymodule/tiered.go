@@ -375,15 +375,15 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 		} else {
 			e = p.lookup(u)
 		}
+		inflight := u.NumRequests()
 		var v *view
 		if e != nil {
-			if !withSlow && e.latency.keptOff(u.NumRequests()) {
+			if !withSlow && e.latency.keptOff(inflight) {
 				slowSkipped = true
 				continue
 			}
 			v = e.view.Load()
 		}
-		inflight := u.NumRequests()
 		code, score, tier := j.of(v, inflight)
 		switch code {
 		case codeTrusted:

@@ -194,6 +194,9 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 	if pl == nil || pl.clock != b.clock.Load() || pl.version != b.version.Load() {
 		return 0, 0, false
 	}
+	// The two candidates are judged inline, not through a helper: this is
+	// the whole cost of Select, and a call per candidate is measurable
+	// against least_conn (BenchmarkSelect).
 	r := rand.Uint64()
 	n := uint64(len(pl.candidates))
 	ia := (r >> 32) * n >> 32

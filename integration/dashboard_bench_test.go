@@ -1,15 +1,11 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,11 +66,11 @@ func BenchmarkDashboardHub(b *testing.B) {
 	for b.Loop() {
 		// CPU: 10 s idle without clients, then 10 s with them.
 		const window = 10 * time.Second
-		idle := cpuSeconds(b, lb, window)
+		idle := cpuOver(b, lb, window)
 		closeAll := connect()
 		time.Sleep(2 * time.Second) // every client has had a frame
 		before := frames.Load()
-		open := cpuSeconds(b, lb, window)
+		open := cpuOver(b, lb, window)
 		got := frames.Load() - before
 		closeAll()
 		hubShare := (open - idle) / window.Seconds() * 100
@@ -120,21 +116,11 @@ func BenchmarkDashboardHub(b *testing.B) {
 	}
 }
 
-// cpuSeconds is the CPU time (user + system) the process spends over d.
-func cpuSeconds(b *testing.B, c *cluster.Caddy, d time.Duration) float64 {
-	read := func() float64 {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-		utime, _ := strconv.ParseFloat(f[11], 64)
-		stime, _ := strconv.ParseFloat(f[12], 64)
-		return (utime + stime) / 100 // clock ticks
-	}
-	start := read()
+// cpuOver is the CPU time the process spends over d.
+func cpuOver(b *testing.B, c *cluster.Caddy, d time.Duration) float64 {
+	start := cpuSeconds(b, c.Pid())
 	time.Sleep(d)
-	return read() - start
+	return cpuSeconds(b, c.Pid()) - start
 }
 
 // players run n players for d against the LB, each fetching Range chunks

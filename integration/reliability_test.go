@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,19 +173,9 @@ func TestAllEdgesDown(t *testing.T) {
 			t.Fatalf("with every edge down: %d after %s, want 502/503 within lb_try_duration (3s)", resp.StatusCode, took)
 		}
 	}
-	cpu := func() float64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", lb.Pid()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		utime, _ := strconv.ParseFloat(f[11], 64)
-		stime, _ := strconv.ParseFloat(f[12], 64)
-		return (utime + stime) / 100 // clock ticks
-	}
-	before := cpu()
+	before := cpuSeconds(t, lb.Pid())
 	time.Sleep(2 * time.Second)
-	if used := cpu() - before; used > 0.3 {
+	if used := cpuSeconds(t, lb.Pid()) - before; used > 0.3 {
 		t.Errorf("the LB used %.2f s of CPU in 2 s with every edge down: a busy loop", used)
 	}
 }
