@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 )
@@ -366,9 +367,20 @@ func (b *resumingBody) Close() error {
 	return b.body.Close()
 }
 
-// TLSEnabled, EnableTLS, EnableH2C, OverrideHealthCheckScheme and
-// ProxyProtocolEnabled delegate to the HTTP transport, so upstream
-// schemes, health checks and the PROXY protocol work as with it.
+// TLSEnabled, EnableTLS, EnableH2C, OverrideHealthCheckScheme,
+// ProxyProtocolEnabled and RequestHeaderOps delegate to the HTTP
+// transport, so upstream schemes, health checks, the PROXY protocol and
+// the Host header sent to HTTPS upstreams work as with it.
+
+// RequestHeaderOps implements reverseproxy.RequestHeaderOpsTransport: with
+// TLS to the upstreams, Caddy's HTTP transport sends the upstream's
+// host:port as Host, not the client's.
+func (t *ResumeTransport) RequestHeaderOps() *headers.HeaderOps {
+	if t.HTTP == nil {
+		return nil
+	}
+	return t.HTTP.RequestHeaderOps()
+}
 
 // TLSEnabled implements reverseproxy.TLSTransport.
 func (t *ResumeTransport) TLSEnabled() bool { return t.HTTP != nil && t.HTTP.TLSEnabled() }
@@ -474,5 +486,6 @@ var (
 	_ reverseproxy.H2CTransport                        = (*ResumeTransport)(nil)
 	_ reverseproxy.HealthCheckSchemeOverriderTransport = (*ResumeTransport)(nil)
 	_ reverseproxy.ProxyProtocolTransport              = (*ResumeTransport)(nil)
+	_ reverseproxy.RequestHeaderOpsTransport           = (*ResumeTransport)(nil)
 	_ caddyfile.Unmarshaler                            = (*ResumeTransport)(nil)
 )
