@@ -50,14 +50,19 @@ func (s *sample) percentile(p float64) time.Duration {
 }
 
 // play runs players against bases (one per balancer; players are spread
-// over them) for d, the way video players fetch: the head of a file, then
-// sequential chunks of 256 KiB–2 MiB, sometimes a seek. With no base
-// (direct), each player request goes straight to an edge, round robin.
-func play(sys *system, bases []string, players int, d time.Duration) *sample {
+// over them) for warm and then d, the way video players fetch: the head of
+// a file, then sequential chunks of 256 KiB–2 MiB, sometimes a seek. With
+// no base (direct), each player request goes straight to an edge, round
+// robin. Only requests started after warm are measured: by then every
+// player has its connection and the arm runs as it would in the middle of
+// a longer run, whatever ran before it.
+func play(sys *system, bases []string, players int, warm, d time.Duration) *sample {
 	s := &sample{perEdge: map[string]int{}}
 	var mu sync.Mutex
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: players, DisableCompression: true}, Timeout: 30 * time.Second}
-	start := time.Now()
+	transport := &http.Transport{MaxIdleConnsPerHost: players, DisableCompression: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	start := time.Now().Add(warm)
 	deadline := start.Add(d)
 	direct := 0
 	var wg sync.WaitGroup
@@ -92,7 +97,7 @@ func play(sys *system, bases []string, players int, d time.Duration) *sample {
 						resp.Body.Close()
 						ok = err == nil && resp.StatusCode == http.StatusPartialContent && n == end-offset+1
 						mu.Lock()
-						if ok {
+						if ok && !t0.Before(start) { // requests of the warm-up are not measured
 							s.ttfb = append(s.ttfb, ttfb)
 							s.bytes += n
 							edge := resp.Header.Get("X-Edge")

@@ -4,6 +4,7 @@
 //
 //	make build && go run ./bench            # the full run (under 20 minutes)
 //	make build && go run ./bench -quick     # one short round, for development
+//	make build && go run ./bench -scenarios s   # only the saturation scenario
 //
 // It needs root (each edge runs in its own cgroup v1 cpu/cpuacct group),
 // nginx (Debian's) and ffmpeg.
@@ -26,6 +27,7 @@ type options struct {
 	rounds   int
 	duration time.Duration
 	players  int
+	only     string // scenario keys to run, e.g. "s"; "" runs all
 }
 
 func main() {
@@ -34,10 +36,19 @@ func main() {
 	flag.StringVar(&o.caddy, "caddy", "bin/caddy", "the Caddy built with edgetier (make build)")
 	flag.StringVar(&o.out, "out", "bench", "folder for RESULTS.md and the plots")
 	flag.IntVar(&o.players, "players", 24, "concurrent players")
+	flag.StringVar(&o.only, "scenarios", "", "run only these scenarios, e.g. \"s\" or \"abe\" (for development: the goals need them all)")
+	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
+	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 7s, or 4s with -quick)")
 	flag.Parse()
-	o.rounds, o.duration = 3, 8*time.Second
+	o.rounds, o.duration = 3, 7*time.Second
 	if o.quick {
 		o.rounds, o.duration = 1, 4*time.Second
+	}
+	if *rounds > 0 {
+		o.rounds = *rounds
+	}
+	if *duration > 0 {
+		o.duration = *duration
 	}
 	if os.Geteuid() != 0 {
 		log.Fatal("bench: needs root for the edges' cgroups")

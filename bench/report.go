@@ -62,16 +62,18 @@ func fmtSpread(s spread, digits int) string {
 func report(o options, res *results, took time.Duration) error {
 	var b strings.Builder
 	mode := "full"
-	cmd := "make build && go run ./bench"
-	if o.quick {
-		mode, cmd = "quick (one round, for development: not a result to quote)", "make build && go run ./bench -quick"
+	if o.quick || o.only != "" {
+		mode = "development: not a result to quote"
 	}
-	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, arms interleaved (each round starts with another arm) after a second of unmeasured traffic through each arm, %d players; the run took %s.\n\n",
+	cmd := strings.TrimSpace("make build && go run ./bench " + strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, each after a second of unmeasured traffic through the same arm, arms interleaved (each round starts with another arm), %d players; the run took %s.\n\n",
 		cmd, mode, time.Now().UTC().Format("2006-01-02"), machine(), o.rounds, o.duration, o.players, took.Round(time.Second))
 	b.WriteString(`Three edges (separate Caddy processes: ` + "`file_server` + `edge_agent`" + `), each in its own cgroup
-held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). Players fetch like video players: the
-first 256 KiB, then sequential Range chunks of 256 KiB–2 MiB with 0–40 ms between them, and one
-seek in ten. Time to first byte is measured at the player. Ratios are per round against the same
+held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). The balancers (one Caddy process with a
+site per policy, and nginx) share a cgroup of their own, without a limit except in (s), where a
+quota of half a CPU makes the balancer the bottleneck rather than the whole shared machine.
+Players fetch like video players: the first 256 KiB, then sequential Range chunks of 256 KiB–2 MiB
+with 0–40 ms between them, and one seek in ten. Time to first byte is measured at the player. Ratios are per round against the same
 round's ` + "`least_conn`" + ` (or ` + "`round_robin`" + `), shown as median [min–max] over rounds. ` + "`direct`" + ` is the players
 going to the edges themselves, round robin: the ceiling without a balancer hop.
 

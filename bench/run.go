@@ -5,6 +5,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,9 @@ func run(o options) (*results, error) {
 	}
 	res := &results{}
 	reset := func(s *system) error {
+		if err := s.balancers.SetQuota(0); err != nil {
+			return err
+		}
 		for i := range s.edges {
 			if err := s.impair(i, 1, 0); err != nil {
 				return err
@@ -79,9 +83,17 @@ func run(o options) (*results, error) {
 			}
 			return s.impair(1, 1, 50*time.Millisecond)
 		}, o.players},
-		{"s", "saturation: all edges equal, three times the players", reset, 3 * o.players},
+		{"s", fmt.Sprintf("saturation: the balancer held to %.2g CPU, all edges equal, three times the players", balancerCPUs), func(s *system) error {
+			if err := reset(s); err != nil {
+				return err
+			}
+			return s.balancers.SetQuota(balancerCPUs)
+		}, 3 * o.players},
 	}
 	for _, sc := range scenarios {
+		if !o.runs(sc.key) {
+			continue
+		}
 		log.Printf("scenario %s: %s", sc.key, sc.title)
 		if err := sc.impair(sys); err != nil {
 			return nil, err
@@ -93,16 +105,6 @@ func run(o options) (*results, error) {
 		for _, a := range sys.arms {
 			r.arms = append(r.arms, a.name)
 		}
-		// Warm-up, not measured: a second of traffic through every arm
-		// after the reload, so no arm's first round includes the new
-		// config's start (connections, a board learning new upstreams).
-		for _, a := range sys.arms {
-			var bases []string
-			if a.base != "" {
-				bases = []string{a.base}
-			}
-			play(sys, bases, sc.players, warmup)
-		}
 		for round := 0; round < o.rounds; round++ {
 			// Interleave: each round starts with another arm.
 			for k := range sys.arms {
@@ -111,7 +113,7 @@ func run(o options) (*results, error) {
 				if a.base != "" {
 					bases = []string{a.base}
 				}
-				s := play(sys, bases, sc.players, o.duration)
+				s := play(sys, bases, sc.players, warmup, o.duration)
 				r.samples[a.name] = append(r.samples[a.name], s)
 				log.Printf("  round %d %-16s p50 %6.1f ms  p99 %7.1f ms  %7.1f MB/s  errors %d  %v", round+1, a.name,
 					ms(s.percentile(0.5)), ms(s.percentile(0.99)), s.throughputMBps(), s.errors, s.perEdge)
@@ -121,6 +123,9 @@ func run(o options) (*results, error) {
 	}
 
 	// (e) stale reports: two balancer processes share the edges.
+	if !o.runs("e") {
+		return res, nil
+	}
 	if err := reset(sys); err != nil {
 		return nil, err
 	}
@@ -136,7 +141,7 @@ func run(o options) (*results, error) {
 					name = []string{"tiered-1choice", "tiered"}[k]
 				}
 				bases := []string{fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name]), fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name+"@2"])}
-				s := play(sys, bases, o.players, o.duration)
+				s := play(sys, bases, o.players, warmup, o.duration)
 				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})
 				h.cv[name] = append(h.cv[name], cv)
 				log.Printf("  round %d %-16s spread (CV) per 100 ms %.3f  %v", round+1, name, cv, s.perEdge)
@@ -147,7 +152,13 @@ func run(o options) (*results, error) {
 	return res, nil
 }
 
+// runs says whether the scenario with this key is part of the run.
+func (o options) runs(key string) bool { return o.only == "" || strings.Contains(o.only, key) }
+
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// warmup is each arm's unmeasured traffic after a scenario's reload.
+// balancerCPUs is the saturation scenario's CPU quota for the balancers.
+const balancerCPUs = 0.5
+
+// warmup is the unmeasured traffic that starts each arm's measurement.
 const warmup = time.Second

@@ -59,8 +59,12 @@ type system struct {
 	edges   []*edge
 	lb, lb2 *cluster.Caddy
 	nginx   *exec.Cmd
-	arms    []arm
-	lbPorts map[string]int
+	// balancers holds the Caddy balancer and nginx: no limit, except in
+	// the saturation scenario, where a CPU quota makes the balancer the
+	// bottleneck rather than the whole shared machine.
+	balancers *cluster.CgroupV1
+	arms      []arm
+	lbPorts   map[string]int
 }
 
 type video struct {
@@ -82,6 +86,12 @@ func start(o options) (*system, error) {
 	}
 	s := &system{o: o, dir: dir, lbPorts: map[string]int{}}
 	if err := s.makeLibrary(); err != nil {
+		return s, err
+	}
+	if s.balancers, err = cluster.NewCgroupV1(fmt.Sprintf("edgetier-bench-%d-balancers", os.Getpid())); err != nil {
+		return s, err
+	}
+	if err := s.balancers.SetQuota(0); err != nil {
 		return s, err
 	}
 	for i := 1; i <= 3; i++ {
@@ -181,7 +191,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 	text := cfg.String()
 	var err error
 	if s.lb == nil {
-		s.lb, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb"), fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf(text, adminPort), cluster.Options{})
+		s.lb, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb"), fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf(text, adminPort), cluster.Options{Wrap: s.balancers.Wrap()})
 	} else {
 		err = s.lb.Reload(fmt.Sprintf(text, adminPortOf(s.lb)))
 	}
@@ -274,7 +284,7 @@ http {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	s.nginx = exec.Command("nginx", "-c", path, "-p", prefix)
+	s.nginx = exec.Command("sh", "-c", s.balancers.Wrap()+"\nexec nginx -c \"$1\" -p \"$2\"", "nginx-wrap", path, prefix)
 	s.nginx.Stderr = os.Stderr
 	if err := s.nginx.Start(); err != nil {
 		return fmt.Errorf("nginx: %w", err)
@@ -324,6 +334,9 @@ func (s *system) stop() {
 		if e.group != nil {
 			_ = e.group.Remove()
 		}
+	}
+	if s.balancers != nil {
+		_ = s.balancers.Remove()
 	}
 	_ = os.RemoveAll(s.dir)
 }
