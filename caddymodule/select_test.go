@@ -241,6 +241,30 @@ func TestSelect(t *testing.T) {
 			s.report(1, 60, ready, 2)
 			setInFlight(t, s.pool[0], 3)
 		}, []check{near(0, 1, 0)}},
+		{"a lower tier clearly apart wins despite more in flight", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 18, ready, 2)
+			s.report(1, 27, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{near(0, 1, 0)}},
+		// A tier boundary between scores closer than the hysteresis is
+		// noise: strict tiers would send every request to one side of it
+		// until the next report, and every balancer sharing the reports
+		// would do the same (herding).
+		{"near-equal scores across a tier boundary share", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 23, ready, 2)
+			s.report(1, 24, ready, 2)
+			s.report(2, 27, ready, 2)
+		}, []check{some(0, 0.25), some(1, 0.25), some(2, 0.25)}},
+		{"near-equal scores across a tier boundary: fewer in flight wins", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 24, ready, 2)
+			s.report(1, 27, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+		}, []check{none(0), near(1, 1, 0)}},
+		{"a tier kept by hysteresis does not outrank a near-equal score", 2, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 20, ready, 2)
+			s.report(0, 28, ready, 1) // stays in tier 1 (its band reaches 30)
+			s.report(1, 29, ready, 2) // tier 2
+		}, []check{near(0, 0.5, 0.05), near(1, 0.5, 0.05)}},
 		{"down gets nothing while others serve", 3, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 0, ready, 2)
 			s.down(0)

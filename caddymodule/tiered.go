@@ -276,13 +276,15 @@ type poolCache struct {
 }
 
 // reservoir keeps a uniform random sample of two of the upstreams offered
-// to it, and the best one for choices 1, without storing the others.
+// to it, the best one (for choices 1) and the highest score, without
+// storing the others.
 type reservoir struct {
-	n     uint32
-	idx   [2]int32
-	score [2]float64
-	best  int32
-	bestS float64
+	n      uint32
+	idx    [2]int32
+	score  [2]float64
+	best   int32
+	bestS  float64
+	worstS float64
 }
 
 func (r *reservoir) offer(i int, score float64, rng *xorshift) {
@@ -297,6 +299,9 @@ func (r *reservoir) offer(i int, score float64, rng *xorshift) {
 	}
 	if r.n == 1 || score < r.bestS {
 		r.best, r.bestS = int32(i), score
+	}
+	if r.n == 1 || score > r.worstS {
+		r.worstS = score
 	}
 }
 
@@ -318,8 +323,9 @@ func (x *xorshift) below(n uint32) uint32 {
 }
 
 // Select chooses an upstream: among the available ones not in maintenance,
-// draining or down, it takes the lowest non-empty tier (with the next tier
-// when that holds a single upstream) and picks the better of two random
+// draining or down, it takes the lowest non-empty tier (with the next
+// tier's upstreams that it does not outrank, or the whole next tier when
+// it holds a single upstream) and picks the better of two random
 // candidates. A static pool draws the two from its plan (see plan) and
 // judges only them; otherwise, or when the plan is out of date, Select
 // scores every upstream in one pass. No locks, no allocations.
@@ -412,8 +418,11 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 		} else if j := rng.below(r.n); j < 2 {
 			r.idx[j], r.score[j] = int32(i), score
 		}
-		if single && (r.n == 1 || score < r.bestS) {
+		if r.n == 1 || score < r.bestS {
 			r.best, r.bestS = int32(i), score
+		}
+		if r.n == 1 || score > r.worstS {
+			r.worstS = score
 		}
 	}
 	switch {
@@ -428,8 +437,51 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 	case fresh == 0:
 		return p.leastInFlightOfTwo(pool, cache), selFallback, slowSkipped
 	}
-	chosen, kind = p.choose(&tiers, pool, &rng)
+	var near reservoir
+	if lo := lowestTier(&tiers); !single && lo < 4 && tiers[lo+1].n > 0 && tiers[lo+1].bestS <= tiers[lo].worstS+j.hysteresis {
+		near = p.sampleNear(pool, cache, &j, withSlow, lo+1, tiers[lo].worstS+j.hysteresis, &rng)
+	}
+	chosen, kind = p.choose(&tiers, &near, pool, &rng)
 	return chosen, kind, slowSkipped
+}
+
+// sampleNear is a second pass for the upstreams of tier whose score is at
+// most limit, the ones that do not rank below the tier under it (see
+// outranks). It is rare: only when scores straddle a tier boundary.
+func (p *TieredSelection) sampleNear(pool reverseproxy.UpstreamPool, cache *poolCache, j *judge, withSlow bool, tier int, limit float64, rng *xorshift) reservoir {
+	var near reservoir
+	for i, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		var e *entry
+		if cache != nil {
+			e = cache.entries[i]
+		} else {
+			e = p.lookup(u)
+		}
+		inflight := u.NumRequests()
+		var v *view
+		if e != nil {
+			if !withSlow && e.latency.keptOff(inflight) {
+				continue
+			}
+			v = e.view.Load()
+		}
+		code, score, t := j.of(v, inflight)
+		if (code == codeTrusted || code == codeWarming) && t == tier && score <= limit {
+			near.offer(i, score, rng)
+		}
+	}
+	return near
+}
+
+func lowestTier(tiers *[5]reservoir) int {
+	lo := 1
+	for tiers[lo].n == 0 {
+		lo++
+	}
+	return lo
 }
 
 // count counts the selection of pool[chosen] (by tier, or another kind)
@@ -463,19 +515,21 @@ func unknownScore(average, perStream float64, inflight int) float64 {
 }
 
 // choose applies the tier rule and power of two choices (or, with choices
-// 1, the single best) to the sampled candidates. It returns the index and
-// the tier chosen from.
-func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.UpstreamPool, rng *xorshift) (int, int) {
-	lo := 1
-	for tiers[lo].n == 0 {
-		lo++
-	}
+// 1, the single best) to the sampled candidates; near holds the next
+// tier's upstreams that the lowest tier does not outrank. It returns the
+// index and the tier chosen from.
+func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, pool reverseproxy.UpstreamPool, rng *xorshift) (int, int) {
+	lo := lowestTier(tiers)
 	r := &tiers[lo]
 	if p.Choices == 1 {
 		return int(r.best), lo
 	}
+	h := p.board.cfg.Load().Hysteresis
+	if near.n > 0 {
+		return pickAcross(r, lo, near, lo+1, pool, h, rng)
+	}
 	if r.n >= 2 {
-		return r.pick(pool, p.board.cfg.Load().Hysteresis, rng), lo
+		return r.pick(pool, h, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
 	// the next report: the next tier's compete with it, two drawn at
@@ -489,10 +543,53 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, pool reverseproxy.Upstream
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return next.pick(pool, p.board.cfg.Load().Hysteresis, rng), hi
+		return next.pick(pool, h, rng), hi
 	}
 	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
+}
+
+// pickAcross draws two upstreams at random from the union of a (tier
+// aTier) and b (tier bTier), as from one list, and returns the better one
+// and its tier: the one that outranks the other, else as better decides.
+func pickAcross(a *reservoir, aTier int, b *reservoir, bTier int, pool reverseproxy.UpstreamPool, h float64, rng *xorshift) (int, int) {
+	type drawn struct {
+		idx   int32
+		score float64
+		tier  int
+	}
+	// The pair's first member from a with probability a.n/(a.n+b.n), the
+	// second from what is left. A reservoir's two samples are a uniform
+	// pair of its upstreams, in no random order: one taken alone is
+	// either at random.
+	var pair [2]drawn
+	aFirst, bFirst := 0, 0
+	if a.n >= 2 {
+		aFirst = int(rng.below(2))
+	}
+	if b.n >= 2 {
+		bFirst = int(rng.below(2))
+	}
+	fromA := 0
+	for k := range pair {
+		total := a.n + b.n - uint32(k)
+		if left := a.n - uint32(fromA); rng.below(total) < left {
+			i := (aFirst + fromA) % 2
+			pair[k] = drawn{a.idx[i], a.score[i], aTier}
+			fromA++
+		} else {
+			i := (bFirst + k - fromA) % 2
+			pair[k] = drawn{b.idx[i], b.score[i], bTier}
+		}
+	}
+	x, y := pair[0], pair[1]
+	switch {
+	case outranks(y.tier, y.score, x.tier, x.score, h):
+	case outranks(x.tier, x.score, y.tier, y.score, h),
+		better(pool[x.idx].NumRequests(), x.score, pool[y.idx].NumRequests(), y.score, h, uint64(rng.below(2))):
+		return int(x.idx), x.tier
+	}
+	return int(y.idx), y.tier
 }
 
 // pick returns the better of the reservoir's two upstreams.

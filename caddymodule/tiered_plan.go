@@ -7,8 +7,10 @@ import (
 )
 
 // A plan is a cached pool's candidates as of one tick of the board's
-// clock: the upstreams of the lowest non-empty tier, with the next tier's
-// when that holds a single one. Select draws its two choices from the plan
+// clock: the upstreams of the lowest non-empty tier, with those of the
+// next tier whose score is within the hysteresis of that tier's highest
+// (see outranks), or with the whole next tier when the lowest holds a
+// single upstream and nothing is that close. Select draws its two choices from the plan
 // instead of scoring every upstream, and judges the two by what it sees
 // now; whenever the plan may be wrong it scores every upstream instead.
 //
@@ -30,8 +32,9 @@ type plan struct {
 // and so whether it is trusted, cannot have changed: judging it again
 // only needs our in-flight count.
 type candidate struct {
-	idx int
-	v   *view // trusted; nil for an unknown upstream
+	idx   int
+	score float64 // when planned
+	v     *view   // trusted; nil for an unknown upstream
 	// probation is set for an upstream tried one request at a time.
 	probation *latency
 	// unknown: score = unknownBase + unknownStreams × in flight
@@ -150,7 +153,8 @@ func (p *TieredSelection) replan() {
 			}
 			v = e.view.Load()
 		}
-		code, _, tier := j.of(v, u.NumRequests())
+		code, score, tier := j.of(v, u.NumRequests())
+		cand.score = score
 		switch code {
 		case codeTrusted:
 			fresh++
@@ -171,6 +175,17 @@ func (p *TieredSelection) replan() {
 		lo++
 	}
 	pl := &plan{version: version, clock: j.now, hysteresis: j.hysteresis, top: lo, candidates: tierOf[lo]}
+	if lo < 4 {
+		highest := tierOf[lo][0].score
+		for _, cand := range tierOf[lo][1:] {
+			highest = max(highest, cand.score)
+		}
+		for _, cand := range tierOf[lo+1] {
+			if cand.score <= highest+j.hysteresis {
+				pl.top, pl.candidates = lo+1, append(pl.candidates, cand)
+			}
+		}
+	}
 	if len(pl.candidates) == 1 {
 		for hi := lo + 1; hi <= 4; hi++ {
 			if len(tierOf[hi]) > 0 {
@@ -180,6 +195,17 @@ func (p *TieredSelection) replan() {
 		}
 	}
 	c.plan.Store(pl)
+}
+
+// outranks reports whether an upstream in tier xTier with score xScore is
+// clearly better than one in yTier with yScore: a lower tier, and a score
+// lower by more than the hysteresis. Scores closer than that are noise
+// even across a tier boundary (or inverted, by tiers kept by hysteresis),
+// and strict tiers would send every request to one side of it until the
+// next report, from every balancer that shares the reports: such
+// upstreams are compared as one tier (see better).
+func outranks(xTier int, xScore float64, yTier int, yScore float64, hysteresis float64) bool {
+	return xTier < yTier && xScore < yScore-hysteresis
 }
 
 // fromPlan chooses from the cache's plan, if it is current: two distinct
@@ -230,7 +256,8 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 	switch {
 	case aTier > pl.top && oTier > pl.top:
 		return 0, 0, false
-	case oTier < aTier, oTier == aTier && better(oInflight, oScore, aInflight, aScore, pl.hysteresis, r):
+	case outranks(aTier, aScore, oTier, oScore, pl.hysteresis):
+	case outranks(oTier, oScore, aTier, aScore, pl.hysteresis), better(oInflight, oScore, aInflight, aScore, pl.hysteresis, r):
 		return o.idx, o.kind(oTier), true
 	}
 	return a.idx, a.kind(aTier), true
