@@ -209,7 +209,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 		}
 		if s.lb2 == nil {
 			a2, _ := cluster.FreePort()
-			s.lb2, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb2"), fmt.Sprintf("127.0.0.1:%d", a2), fmt.Sprintf(second, a2), cluster.Options{})
+			s.lb2, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb2"), fmt.Sprintf("127.0.0.1:%d", a2), fmt.Sprintf(second, a2), cluster.Options{Wrap: s.balancers.Wrap()})
 		} else {
 			err = s.lb2.Reload(fmt.Sprintf(second, adminPortOf(s.lb2)))
 		}
