@@ -38,9 +38,9 @@ func main() {
 	flag.IntVar(&o.players, "players", 24, "concurrent players")
 	flag.StringVar(&o.only, "scenarios", "", "run only these scenarios, e.g. \"s\" or \"abe\" (for development: the goals need them all)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
-	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 7s, or 4s with -quick)")
+	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 6s, or 4s with -quick)")
 	flag.Parse()
-	o.rounds, o.duration = 3, 7*time.Second
+	o.rounds, o.duration = 3, 6*time.Second
 	if o.quick {
 		o.rounds, o.duration = 1, 4*time.Second
 	}

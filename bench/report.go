@@ -91,8 +91,11 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 	}
 	for _, r := range res.scenarios {
 		fmt.Fprintf(&b, "## (%s) %s\n\n", r.key, r.title)
+		if len(r.arms) < len(res.scenarios[0].arms) {
+			fmt.Fprintf(&b, "Only %s, the goal's arms. ", strings.Join(r.arms, " and "))
+		}
 		if r.rounds != o.rounds {
-			fmt.Fprintf(&b, "Only %s, over %d rounds: an arm's throughput varies by a few per cent from round to round on this shared machine, as much as the goal's margin.\n\n", strings.Join(r.arms, " and "), r.rounds)
+			fmt.Fprintf(&b, "Over %d rounds: from one round to the next, an arm's p99 varies by up to 15 %% and its throughput by a few per cent on this shared machine, as much as the goal's margin.\n\n", r.rounds)
 		}
 		b.WriteString("| arm | p50 TTFB ms | p99 TTFB ms | MB/s | errors | share edge-1 / 2 / 3 | p99 vs least_conn | p50 vs least_conn |\n|---|---|---|---|---|---|---|---|\n")
 		for _, name := range r.arms {
