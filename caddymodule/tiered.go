@@ -476,6 +476,7 @@ func (p *TieredSelection) sampleNear(pool reverseproxy.UpstreamPool, cache *pool
 	return near
 }
 
+// lowestTier is the lowest tier holding a candidate (there is one).
 func lowestTier(tiers *[5]reservoir) int {
 	lo := 1
 	for tiers[lo].n == 0 {
