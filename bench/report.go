@@ -72,9 +72,9 @@ func report(o options, res *results, took time.Duration) error {
 	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, each after a second of unmeasured traffic through the same arm, arms interleaved (each round starts with another arm), %d players; the run took %s.\n\n",
 		cmd, mode, time.Now().UTC().Format("2006-01-02"), machine(), o.rounds, o.duration, o.players, took.Round(time.Second))
 	b.WriteString(`Three edges (separate Caddy processes: ` + "`file_server` + `edge_agent`" + `), each in its own cgroup
-held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). The balancers (one Caddy process with a
-site per policy, and nginx) share a cgroup of their own, without a limit except in (s), where a
-quota of half a CPU makes the balancer the bottleneck rather than the whole shared machine.
+held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). The Caddy balancers (one process with a
+site per policy; a second one in (e)) share a cgroup of their own, without a limit except in (s),
+where a quota of half a CPU makes the balancer the bottleneck rather than the whole shared machine.
 Players fetch like video players: the first 256 KiB, then sequential Range chunks of 256 KiB–2 MiB
 with 0–40 ms between them, and one seek in ten. Time to first byte is measured at the player. Ratios are per round against the same
 round's ` + "`least_conn`" + ` (or ` + "`round_robin`" + `), shown as median [min–max] over rounds. ` + "`direct`" + ` is the players
