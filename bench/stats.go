@@ -33,7 +33,11 @@ func spreadOf(v []float64) spread {
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	return spread{s[len(s)/2], s[0], s[len(s)-1]}
+	median := s[len(s)/2]
+	if len(s)%2 == 0 {
+		median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return spread{median, s[0], s[len(s)-1]}
 }
 
 func mean(v []float64) float64 {
