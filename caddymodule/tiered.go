@@ -375,20 +375,10 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 		if !u.Available() {
 			continue
 		}
-		var e *entry
-		if cache != nil {
-			e = cache.entries[i]
-		} else {
-			e = p.lookup(u)
-		}
-		inflight := u.NumRequests()
-		var v *view
-		if e != nil {
-			if !withSlow && e.latency.keptOff(inflight) {
-				slowSkipped = true
-				continue
-			}
-			v = e.view.Load()
+		inflight, v, slow := p.viewOf(i, u, cache, withSlow)
+		if slow {
+			slowSkipped = true
+			continue
 		}
 		code, score, tier := j.of(v, inflight)
 		switch code {
@@ -454,19 +444,9 @@ func (p *TieredSelection) sampleNear(pool reverseproxy.UpstreamPool, cache *pool
 		if !u.Available() {
 			continue
 		}
-		var e *entry
-		if cache != nil {
-			e = cache.entries[i]
-		} else {
-			e = p.lookup(u)
-		}
-		inflight := u.NumRequests()
-		var v *view
-		if e != nil {
-			if !withSlow && e.latency.keptOff(inflight) {
-				continue
-			}
-			v = e.view.Load()
+		inflight, v, slow := p.viewOf(i, u, cache, withSlow)
+		if slow {
+			continue
 		}
 		code, score, t := j.of(v, inflight)
 		if (code == codeTrusted || code == codeWarming) && t == tier && score <= limit {
@@ -474,6 +454,26 @@ func (p *TieredSelection) sampleNear(pool reverseproxy.UpstreamPool, cache *pool
 		}
 	}
 	return near
+}
+
+// viewOf returns what scoring pool[i] (u) needs: our requests in flight
+// there and its view (nil without an entry), or slow for an upstream the
+// proxy keeps off as clearly slower, unless withSlow.
+func (p *TieredSelection) viewOf(i int, u *reverseproxy.Upstream, cache *poolCache, withSlow bool) (inflight int, v *view, slow bool) {
+	var e *entry
+	if cache != nil {
+		e = cache.entries[i]
+	} else {
+		e = p.lookup(u)
+	}
+	inflight = u.NumRequests()
+	if e == nil {
+		return inflight, nil, false
+	}
+	if !withSlow && e.latency.keptOff(inflight) {
+		return inflight, nil, true
+	}
+	return inflight, e.view.Load(), false
 }
 
 // lowestTier is the lowest tier holding a candidate (there is one).
