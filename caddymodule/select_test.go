@@ -232,6 +232,28 @@ func TestSelect(t *testing.T) {
 			s.report(1, 20, ready, 2)
 			setInFlight(t, s.pool[0], 3)
 		}, []check{none(0), near(1, 1, 0)}},
+		// As least_conn among the candidates: two random choices would
+		// leave the least busy out of the pair a third of the time.
+		{"within a tier, the fewest in flight of all wins", 3, nil, func(s *testSetup, t *testing.T) {
+			for i := 0; i < 3; i++ {
+				s.report(i, 10, ready, 2)
+			}
+			setInFlight(t, s.pool[0], 3)
+			setInFlight(t, s.pool[1], 1)
+			setInFlight(t, s.pool[2], 2)
+		}, []check{none(0), near(1, 1, 0), none(2)}},
+		{"within a tier, ties for the fewest in flight share", 3, nil, func(s *testSetup, t *testing.T) {
+			for i := 0; i < 3; i++ {
+				s.report(i, 10, ready, 2)
+			}
+			setInFlight(t, s.pool[0], 1)
+		}, []check{none(0), near(1, 0.5, 0.05), near(2, 0.5, 0.05)}},
+		{"a single best upstream shares with the least busy of the next tier", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.report(1, 30, ready, 2)
+			s.report(2, 35, ready, 2)
+			setInFlight(t, s.pool[1], 2)
+		}, []check{near(0, 2.0/3, 0.05), none(1), near(2, 1.0/3, 0.05)}},
 		{"within a tier and equal in flight, the lower score wins", 2, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 20, ready, 2)
@@ -260,6 +282,14 @@ func TestSelect(t *testing.T) {
 			s.report(1, 27, ready, 2)
 			setInFlight(t, s.pool[0], 3)
 		}, []check{none(0), near(1, 1, 0)}},
+		{"near-equal scores across a tier boundary: the fewest in flight of all wins", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 23, ready, 2)
+			s.report(1, 24, ready, 2)
+			s.report(2, 27, ready, 2)
+			setInFlight(t, s.pool[0], 2)
+			setInFlight(t, s.pool[1], 2)
+			setInFlight(t, s.pool[2], 1)
+		}, []check{none(0), none(1), near(2, 1, 0)}},
 		{"a tier kept by hysteresis does not outrank a near-equal score", 2, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 20, ready, 2)
 			s.report(0, 28, ready, 1) // stays in tier 1 (its band reaches 30)
@@ -296,11 +326,14 @@ func TestSelect(t *testing.T) {
 				s.report(i, 95, ready, 2)
 			}
 		}, []check{some(0, 0.25), some(1, 0.25), some(2, 0.25)}},
-		{"no fresh report: least in flight of two", 3, nil, func(s *testSetup, t *testing.T) {
-			setInFlight(t, s.pool[0], 0)
-			setInFlight(t, s.pool[1], 10)
+		{"no fresh report: least in flight", 3, nil, func(s *testSetup, t *testing.T) {
+			setInFlight(t, s.pool[0], 10)
+			setInFlight(t, s.pool[1], 0)
 			setInFlight(t, s.pool[2], 20)
-		}, []check{near(0, 2.0/3, 0.05), near(1, 1.0/3, 0.05), none(2)}},
+		}, []check{none(0), near(1, 1, 0), none(2)}},
+		{"no fresh report, equal in flight: spread", 3, nil, func(s *testSetup, t *testing.T) {
+			setInFlight(t, s.pool[2], 1)
+		}, []check{near(0, 0.5, 0.05), near(1, 0.5, 0.05), none(2)}},
 		{"in-flight correction: an idle claim with our streams on it is not believed", 2,
 			func(p *TieredSelection) { p.Weights = &WeightsConfig{Streams: 1} }, func(s *testSetup, t *testing.T) {
 				s.report(0, 0, ready, 2)
@@ -382,6 +415,10 @@ func TestSelectPlanOutOfDate(t *testing.T) {
 			setInFlight(t, s.pool[0], 90)
 			setInFlight(t, s.pool[1], 90)
 		}, []int{2, 3}},
+		{"our requests pushed the least busy planned one past the plan's tier", func(s *testSetup, t *testing.T) {
+			setInFlight(t, s.pool[0], 90)
+			setInFlight(t, s.pool[1], 91)
+		}, []int{2, 3}},
 		{"a planned upstream became unavailable", func(s *testSetup, t *testing.T) {
 			s.pool[0].MaxRequests = 1
 			setInFlight(t, s.pool[0], 1)
@@ -456,5 +493,36 @@ func TestSelectConcurrentWithReports(t *testing.T) {
 	}
 	if loaded.Load() != 0 {
 		t.Errorf("the upstream in tier 4 got %d of %d selections", loaded.Load(), total.Load())
+	}
+}
+
+// TestCandidateTierSpan: a planned candidate keeps its tier with up to
+// sameTierUpTo of our requests in flight, and not one more.
+func TestCandidateTierSpan(t *testing.T) {
+	streamsOnly := func(p *TieredSelection) { p.Weights = &WeightsConfig{Streams: 1} }
+	for _, load := range []float64{0, 10, 24, 26, 49, 60, 74.5, 80, 100} {
+		t.Run(fmt.Sprint(load), func(t *testing.T) {
+			s := newTestSetup(t, 1, streamsOnly)
+			s.report(0, load, edgeagent.StateReady, 2)
+			s.p.Select(s.pool, nil, nil)
+			s.p.Select(s.pool, nil, nil)
+			s.p.replan()
+			pl := s.p.cache.Load().plan.Load()
+			if pl == nil || len(pl.candidates) != 1 {
+				t.Fatalf("plan = %+v, want one candidate", pl)
+			}
+			c := pl.candidates[0]
+			if _, tier := c.judge(0); tier != c.tier {
+				t.Errorf("tier with none in flight = %d, planned %d", tier, c.tier)
+			}
+			if _, tier := c.judge(c.sameTierUpTo); tier != c.tier {
+				t.Errorf("tier with %d in flight = %d, want %d", c.sameTierUpTo, tier, c.tier)
+			}
+			if c.sameTierUpTo < 1<<20 {
+				if _, tier := c.judge(c.sameTierUpTo + 1); tier == c.tier {
+					t.Errorf("tier with %d in flight is still %d: the span ends too early", c.sameTierUpTo+1, tier)
+				}
+			}
+		})
 	}
 }

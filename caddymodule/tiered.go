@@ -22,7 +22,8 @@ func init() {
 
 // TieredSelection is a reverse_proxy selection policy that scores each
 // upstream from its agent's load reports with the weighted 4-tier
-// algorithm and picks, by power of two choices, among the least loaded.
+// algorithm and picks, among the least loaded, the one with the fewest of
+// its requests in flight.
 type TieredSelection struct {
 	// Pool names the board of reports. Policies with the same pool share
 	// pollers and history (default "default").
@@ -56,8 +57,9 @@ type TieredSelection struct {
 	Capacity *CapacityConfig `json:"capacity,omitempty"`
 	// Upstreams holds per-upstream settings, by dial address.
 	Upstreams map[string]UpstreamConfig `json:"upstreams,omitempty"`
-	// Choices is 2 (power of two choices, default) or 1 (always the single
-	// best; herds on stale reports, kept for comparison).
+	// Choices is 2 (default: the least loaded share, by in-flight counts
+	// and two random choices; see choose) or 1 (always the single best;
+	// herds on stale reports, kept for comparison).
 	Choices int `json:"choices,omitempty"`
 
 	board *board
@@ -275,11 +277,14 @@ type poolCache struct {
 	plan    atomic.Pointer[plan]
 }
 
-// reservoir keeps a uniform random sample of two of the upstreams offered
-// to it, the best one (for choices 1) and the highest score, without
-// storing the others.
+// reservoir keeps, of the upstreams offered to it, a uniform random
+// sample of two of those with the fewest of our requests in flight (least;
+// ties of them share it), the best score (for choices 1) and the highest,
+// without storing the others.
 type reservoir struct {
-	n      uint32
+	n      uint32 // offered
+	ties   uint32 // offered with least in flight
+	least  int
 	idx    [2]int32
 	score  [2]float64
 	best   int32
@@ -287,13 +292,17 @@ type reservoir struct {
 	worstS float64
 }
 
-func (r *reservoir) offer(i int, score float64, rng *xorshift) {
+func (r *reservoir) offer(i int, score float64, inflight int, rng *xorshift) {
 	r.n++
 	switch {
-	case r.n <= 2:
-		r.idx[r.n-1], r.score[r.n-1] = int32(i), score
-	default:
-		if j := rng.below(r.n); j < 2 {
+	case r.n == 1 || inflight < r.least:
+		r.least, r.ties = inflight, 1
+		r.idx[0], r.score[0] = int32(i), score
+	case inflight == r.least:
+		r.ties++
+		if r.ties == 2 {
+			r.idx[1], r.score[1] = int32(i), score
+		} else if j := rng.below(r.ties); j < 2 {
 			r.idx[j], r.score[j] = int32(i), score
 		}
 	}
@@ -325,9 +334,9 @@ func (x *xorshift) below(n uint32) uint32 {
 // Select chooses an upstream: among the available ones not in maintenance,
 // draining or down, it takes the lowest non-empty tier (with the next
 // tier's upstreams that it does not outrank, or the whole next tier when
-// it holds a single upstream) and picks the better of two random
-// candidates. A static pool draws the two from its plan (see plan) and
-// judges only them; otherwise, or when the plan is out of date, Select
+// it holds a single upstream) and picks as choose says. A static pool
+// chooses from its plan (see plan) by in-flight counts and judges only
+// what it picks; otherwise, or when the plan is out of date, Select
 // scores every upstream in one pass. No locks, no allocations.
 func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	if len(pool) == 0 {
@@ -399,21 +408,7 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 			continue
 		}
 		candidates++
-		// Reservoir sampling of two per tier (inlined: this loop is the
-		// whole cost of a scan).
-		r := &tiers[tier]
-		r.n++
-		if r.n <= 2 {
-			r.idx[r.n-1], r.score[r.n-1] = int32(i), score
-		} else if j := rng.below(r.n); j < 2 {
-			r.idx[j], r.score[j] = int32(i), score
-		}
-		if r.n == 1 || score < r.bestS {
-			r.best, r.bestS = int32(i), score
-		}
-		if r.n == 1 || score > r.worstS {
-			r.worstS = score
-		}
+		tiers[tier].offer(i, score, inflight, &rng)
 	}
 	switch {
 	case candidates == 0 && slowSkipped:
@@ -425,13 +420,13 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 	case candidates == 0:
 		return -1, 0, false
 	case fresh == 0:
-		return p.leastInFlightOfTwo(pool, cache), selFallback, slowSkipped
+		return p.leastInFlight(pool, cache), selFallback, slowSkipped
 	}
 	var near reservoir
 	if lo := lowestTier(&tiers); !single && lo < 4 && tiers[lo+1].n > 0 && tiers[lo+1].bestS <= tiers[lo].worstS+j.hysteresis {
 		near = p.sampleNear(pool, cache, &j, withSlow, lo+1, tiers[lo].worstS+j.hysteresis, &rng)
 	}
-	chosen, kind = p.choose(&tiers, &near, pool, &rng)
+	chosen, kind = p.choose(&tiers, &near, &rng)
 	return chosen, kind, slowSkipped
 }
 
@@ -450,7 +445,7 @@ func (p *TieredSelection) sampleNear(pool reverseproxy.UpstreamPool, cache *pool
 		}
 		code, score, t := j.of(v, inflight)
 		if (code == codeTrusted || code == codeWarming) && t == tier && score <= limit {
-			near.offer(i, score, rng)
+			near.offer(i, score, inflight, rng)
 		}
 	}
 	return near
@@ -515,11 +510,12 @@ func unknownScore(average, perStream float64, inflight int) float64 {
 	return s
 }
 
-// choose applies the tier rule and power of two choices (or, with choices
-// 1, the single best) to the sampled candidates; near holds the next
-// tier's upstreams that the lowest tier does not outrank. It returns the
-// index and the tier chosen from.
-func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, pool reverseproxy.UpstreamPool, rng *xorshift) (int, int) {
+// choose applies the tier rule to the candidates and then, as
+// least_conn does, takes one with the fewest of our requests in flight
+// (or, with choices 1, the single best score); near holds the next tier's
+// upstreams that the lowest tier does not outrank. It returns the index
+// and the tier chosen from.
+func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, rng *xorshift) (int, int) {
 	lo := lowestTier(tiers)
 	r := &tiers[lo]
 	if p.Choices == 1 {
@@ -527,14 +523,15 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, pool reve
 	}
 	h := p.board.cfg.Load().Hysteresis
 	if near.n > 0 {
-		return pickAcross(r, lo, near, lo+1, pool, h, rng)
+		return pickAcross(r, lo, near, lo+1, h, rng)
 	}
 	if r.n >= 2 {
-		return r.pick(pool, h, rng), lo
+		return r.pick(h, rng), lo
 	}
 	// A single upstream in the best tier would take every request until
-	// the next report: the next tier's compete with it, two drawn at
-	// random from the union of both tiers.
+	// the next report: it wins two choices drawn at random from the union
+	// with the next tier whenever it is one of them (2 in n+1), and the
+	// next tier's least busy serves the rest.
 	hi := lo + 1
 	for hi <= 4 && tiers[hi].n == 0 {
 		hi++
@@ -544,37 +541,43 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, pool reve
 	}
 	next := &tiers[hi]
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
-		return next.pick(pool, h, rng), hi
+		return next.pick(h, rng), hi
 	}
-	// The pair holds the single best-tier upstream: it wins on tier.
 	return int(r.idx[0]), lo
 }
 
-// pickAcross draws two upstreams at random from the union of a (tier
-// aTier) and b (tier bTier), as from one list, and returns the better one
-// and its tier: the one that outranks the other, else as better decides.
-func pickAcross(a *reservoir, aTier int, b *reservoir, bTier int, pool reverseproxy.UpstreamPool, h float64, rng *xorshift) (int, int) {
+// pickAcross chooses from the union of a (tier aTier) and b (tier bTier),
+// as from one tier: the fewest in flight; of two drawn at random from
+// those tied, the one that outranks the other, else as better decides.
+// It returns the index and its tier.
+func pickAcross(a *reservoir, aTier int, b *reservoir, bTier int, h float64, rng *xorshift) (int, int) {
+	switch {
+	case a.least < b.least:
+		return a.pick(h, rng), aTier
+	case b.least < a.least:
+		return b.pick(h, rng), bTier
+	}
 	type drawn struct {
 		idx   int32
 		score float64
 		tier  int
 	}
-	// The pair's first member from a with probability a.n/(a.n+b.n), the
-	// second from what is left. A reservoir's two samples are a uniform
-	// pair of its upstreams, in no random order: one taken alone is
-	// either at random.
+	// The pair's first member from a with probability a.ties/(a.ties+
+	// b.ties), the second from what is left. A reservoir's two samples
+	// are a uniform pair of its ties, in no random order: one taken alone
+	// is either at random.
 	var pair [2]drawn
 	aFirst, bFirst := 0, 0
-	if a.n >= 2 {
+	if a.ties >= 2 {
 		aFirst = int(rng.below(2))
 	}
-	if b.n >= 2 {
+	if b.ties >= 2 {
 		bFirst = int(rng.below(2))
 	}
 	fromA := 0
 	for k := range pair {
-		total := a.n + b.n - uint32(k)
-		if left := a.n - uint32(fromA); rng.below(total) < left {
+		total := a.ties + b.ties - uint32(k)
+		if left := a.ties - uint32(fromA); rng.below(total) < left {
 			i := (aFirst + fromA) % 2
 			pair[k] = drawn{a.idx[i], a.score[i], aTier}
 			fromA++
@@ -587,15 +590,16 @@ func pickAcross(a *reservoir, aTier int, b *reservoir, bTier int, pool reversepr
 	switch {
 	case outranks(y.tier, y.score, x.tier, x.score, h):
 	case outranks(x.tier, x.score, y.tier, y.score, h),
-		better(pool[x.idx].NumRequests(), x.score, pool[y.idx].NumRequests(), y.score, h, uint64(rng.below(2))):
+		better(a.least, x.score, a.least, y.score, h, uint64(rng.below(2))):
 		return int(x.idx), x.tier
 	}
 	return int(y.idx), y.tier
 }
 
-// pick returns the better of the reservoir's two upstreams.
-func (r *reservoir) pick(pool reverseproxy.UpstreamPool, tolerance float64, rng *xorshift) int {
-	if better(pool[r.idx[1]].NumRequests(), r.score[1], pool[r.idx[0]].NumRequests(), r.score[0], tolerance, uint64(rng.below(2))) {
+// pick returns one of the reservoir's upstreams with the fewest in
+// flight: the better of two such when it has more than one.
+func (r *reservoir) pick(tolerance float64, rng *xorshift) int {
+	if r.ties >= 2 && better(r.least, r.score[1], r.least, r.score[0], tolerance, uint64(rng.below(2))) {
 		return int(r.idx[1])
 	}
 	return int(r.idx[0])
@@ -622,11 +626,11 @@ func better(xInflight int, xScore float64, yInflight int, yScore float64, tolera
 	return random&1 == 0
 }
 
-// leastInFlightOfTwo is the fallback when no upstream has a fresh report:
-// the less busy of two random candidates (a second pass; this path is
-// rare). Candidates are available upstreams not known to be down, draining
-// or in maintenance.
-func (p *TieredSelection) leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cache *poolCache) int {
+// leastInFlight is the fallback when no upstream has a fresh report, as
+// least_conn: one of the candidates with the fewest of our requests in
+// flight, at random (a second pass; this path is rare). Candidates are
+// available upstreams not known to be down, draining or in maintenance.
+func (p *TieredSelection) leastInFlight(pool reverseproxy.UpstreamPool, cache *poolCache) int {
 	var r reservoir
 	rng := newXorshift()
 	for i, u := range pool {
@@ -644,13 +648,10 @@ func (p *TieredSelection) leastInFlightOfTwo(pool reverseproxy.UpstreamPool, cac
 				continue
 			}
 		}
-		r.offer(i, float64(u.NumRequests()), &rng)
+		r.offer(i, 0, u.NumRequests(), &rng)
 	}
-	if r.n == 1 {
-		return int(r.idx[0])
-	}
-	if r.score[1] < r.score[0] {
-		return int(r.idx[1])
+	if r.ties >= 2 {
+		return int(r.idx[rng.below(2)])
 	}
 	return int(r.idx[0])
 }

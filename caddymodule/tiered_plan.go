@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"math/rand/v2"
-
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
@@ -10,9 +8,10 @@ import (
 // clock: the upstreams of the lowest non-empty tier, with those of the
 // next tier whose score is within the hysteresis of that tier's highest
 // (see outranks), or with the whole next tier when the lowest holds a
-// single upstream and nothing is that close. Select draws its two choices from the plan
-// instead of scoring every upstream, and judges the two by what it sees
-// now; whenever the plan may be wrong it scores every upstream instead.
+// single upstream and nothing is that close (lone). Select chooses from
+// the plan by our in-flight counts instead of scoring every upstream, and
+// judges the one or two it draws by what it sees now; whenever the plan
+// may be wrong it scores every upstream instead.
 //
 // A plan is only used while nothing it was built from has changed: the
 // clock, and the board's version, which changes with every view, the
@@ -26,6 +25,9 @@ type plan struct {
 	top        int // highest tier of a candidate
 	hysteresis float64
 	candidates []candidate
+	// lone: candidates[0] is the single upstream of the lowest tier, the
+	// rest the next tier's.
+	lone bool
 }
 
 // candidate is an upstream of a plan. While the plan is current its view,
@@ -40,6 +42,30 @@ type candidate struct {
 	// unknown: score = unknownBase + unknownStreams × in flight
 	unknownBase, unknownStreams float64
 	thresholds                  Thresholds
+	// tier is its tier with none of our requests on it, and still with up
+	// to sameTierUpTo: Select then need not judge it when it is chosen
+	// alone.
+	tier, sameTierUpTo int
+}
+
+// tierSpan returns the candidate's tier with none of our requests in
+// flight and the most in flight with which it keeps that tier (our
+// requests only raise a score, and a higher score never lowers a tier).
+func (c *candidate) tierSpan() (tier, upTo int) {
+	_, tier = c.judge(0)
+	lo, hi := 0, 1<<20
+	if _, t := c.judge(hi); t == tier {
+		return tier, hi
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if _, t := c.judge(mid); t == tier {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return tier, lo
 }
 
 // judge returns the candidate's score and tier with inflight of our
@@ -164,6 +190,7 @@ func (p *TieredSelection) replan() {
 		default:
 			continue
 		}
+		cand.tier, cand.sameTierUpTo = cand.tierSpan()
 		tierOf[tier] = append(tierOf[tier], cand)
 	}
 	if fresh == 0 {
@@ -189,7 +216,7 @@ func (p *TieredSelection) replan() {
 	if len(pl.candidates) == 1 {
 		for hi := lo + 1; hi <= 4; hi++ {
 			if len(tierOf[hi]) > 0 {
-				pl.top, pl.candidates = hi, append(pl.candidates, tierOf[hi]...)
+				pl.top, pl.candidates, pl.lone = hi, append(pl.candidates, tierOf[hi]...), true
 				break
 			}
 		}
@@ -208,56 +235,95 @@ func outranks(xTier int, xScore float64, yTier int, yScore float64, hysteresis f
 	return xTier < yTier && xScore < yScore-hysteresis
 }
 
-// fromPlan chooses from the cache's plan, if it is current: two distinct
-// candidates at random, the lower tier now, then as better decides. It
-// returns the index and the kind of selection; ok is false when the plan
-// is out of date or a candidate is no longer what the plan took it for
-// (unavailable, or both now above the plan's tiers), and the caller must
-// score every upstream.
+// fromPlan chooses from the cache's plan, if it is current, as choose
+// does from a scan: of the candidates with the fewest of our requests in
+// flight, two at random, the lower tier now, then as better decides (or,
+// for a lone plan, the lone upstream in 2 of n). It returns the index and
+// the kind of selection; ok is false when the plan is out of date or what
+// it drew is no longer what the plan took it for (above the plan's tiers
+// now), and the caller must score every upstream.
 func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache) (chosen, kind int, ok bool) {
 	pl := c.plan.Load()
 	b := p.board
 	if pl == nil || pl.clock != b.clock.Load() || pl.version != b.version.Load() {
 		return 0, 0, false
 	}
-	// The two candidates are judged inline, not through a helper: this is
-	// the whole cost of Select, and a call per candidate is measurable
-	// against least_conn (BenchmarkSelect).
-	r := rand.Uint64()
-	n := uint64(len(pl.candidates))
-	ia := (r >> 32) * n >> 32
-	a := &pl.candidates[ia]
-	ua := pool[a.idx]
-	if !ua.Available() {
+	cands := pl.candidates
+	// Seeded only when a draw is needed: the least busy candidate is
+	// often alone, and seeding costs a tenth of this call.
+	var rng xorshift
+	draw := func(n uint32) uint32 {
+		if rng == 0 {
+			rng = newXorshift()
+		}
+		return rng.below(n)
+	}
+	if pl.lone {
+		// The lone upstream wins on tier whenever it is one of two drawn
+		// from all the candidates.
+		if draw(uint32(len(cands))) < 2 {
+			a := &cands[0]
+			u := pool[a.idx]
+			if !u.Available() {
+				return 0, 0, false
+			}
+			inflight := u.NumRequests()
+			if a.probation != nil && a.probation.keptOff(inflight) {
+				return 0, 0, false
+			}
+			tier := a.tier
+			if inflight > a.sameTierUpTo {
+				_, tier = a.judge(inflight)
+			}
+			return a.idx, a.kind(tier), tier < pl.top
+		}
+		cands = cands[1:]
+	}
+	// The least busy candidates, as in a scan's reservoir (inlined: this
+	// loop is the whole cost of Select, measured against least_conn's in
+	// BenchmarkSelect).
+	var pair [2]int
+	least, ties := 0, uint32(0)
+	for k := range cands {
+		cand := &cands[k]
+		u := pool[cand.idx]
+		if !u.Available() {
+			continue
+		}
+		inflight := u.NumRequests()
+		if cand.probation != nil && cand.probation.keptOff(inflight) {
+			continue
+		}
+		switch {
+		case ties == 0 || inflight < least:
+			least, ties, pair[0] = inflight, 1, k
+		case inflight == least:
+			ties++
+			if ties == 2 {
+				pair[1] = k
+			} else if j := draw(ties); j < 2 {
+				pair[j] = k
+			}
+		}
+	}
+	if ties == 0 {
 		return 0, 0, false
 	}
-	aInflight := ua.NumRequests()
-	if a.probation != nil && a.probation.keptOff(aInflight) {
-		return 0, 0, false
+	a := &cands[pair[0]]
+	if ties == 1 && least <= a.sameTierUpTo {
+		return a.idx, a.kind(a.tier), a.tier <= pl.top
 	}
-	aScore, aTier := a.judge(aInflight)
-	if n == 1 {
+	aScore, aTier := a.judge(least)
+	if ties == 1 {
 		return a.idx, a.kind(aTier), aTier <= pl.top
 	}
-	ib := (r & 0xffffffff) * (n - 1) >> 32
-	if ib >= ia {
-		ib++
-	}
-	o := &pl.candidates[ib]
-	uo := pool[o.idx]
-	if !uo.Available() {
-		return 0, 0, false
-	}
-	oInflight := uo.NumRequests()
-	if o.probation != nil && o.probation.keptOff(oInflight) {
-		return 0, 0, false
-	}
-	oScore, oTier := o.judge(oInflight)
+	o := &cands[pair[1]]
+	oScore, oTier := o.judge(least)
 	switch {
 	case aTier > pl.top && oTier > pl.top:
 		return 0, 0, false
 	case outranks(aTier, aScore, oTier, oScore, pl.hysteresis):
-	case outranks(oTier, oScore, aTier, aScore, pl.hysteresis), better(oInflight, oScore, aInflight, aScore, pl.hysteresis, r):
+	case outranks(oTier, oScore, aTier, aScore, pl.hysteresis), better(least, oScore, least, aScore, pl.hysteresis, uint64(draw(2))):
 		return o.idx, o.kind(oTier), true
 	}
 	return a.idx, a.kind(aTier), true
