@@ -254,6 +254,16 @@ func TestSelect(t *testing.T) {
 			s.report(2, 35, ready, 2)
 			setInFlight(t, s.pool[1], 2)
 		}, []check{near(0, 2.0/3, 0.05), none(1), near(2, 1.0/3, 0.05)}},
+		// A lone best upstream's lead is believed for loneLead after its
+		// report; after that, what it has drawn since is not in it.
+		{"a lone best upstream's old lead is not believed", 3, nil, func(s *testSetup, t *testing.T) {
+			s.report(0, 5, ready, 2)
+			s.age(0, 2*time.Second)
+			s.report(1, 30, ready, 2)
+			s.report(2, 35, ready, 2)
+			setInFlight(t, s.pool[0], 3)
+			setInFlight(t, s.pool[2], 1)
+		}, []check{none(0), near(1, 1, 0), none(2)}},
 		{"within a tier and equal in flight, the lower score wins", 2, nil, func(s *testSetup, t *testing.T) {
 			s.report(0, 5, ready, 2)
 			s.report(1, 20, ready, 2)

@@ -426,8 +426,30 @@ func (p *TieredSelection) scanOnce(pool reverseproxy.UpstreamPool, cache *poolCa
 	if lo := lowestTier(&tiers); !single && lo < 4 && tiers[lo+1].n > 0 && tiers[lo+1].bestS <= tiers[lo].worstS+j.hysteresis {
 		near = p.sampleNear(pool, cache, &j, withSlow, lo+1, tiers[lo].worstS+j.hysteresis, &rng)
 	}
-	chosen, kind = p.choose(&tiers, &near, &rng)
+	lead := true
+	if lo := lowestTier(&tiers); tiers[lo].n == 1 && near.n == 0 {
+		i := int(tiers[lo].idx[0])
+		inflight, v, _ := p.viewOf(i, pool[i], cache, true)
+		if code, _, _ := j.of(v, inflight); code != codeTrusted {
+			v = nil // counted as average: no lead of its own
+		}
+		lead = leadBelieved(v, j.now)
+	}
+	chosen, kind = p.choose(&tiers, &near, lead, &rng)
 	return chosen, kind, slowSkipped
+}
+
+// loneLead is how long after its report a lone best upstream's lead is
+// believed. A report shows the load of about the second before it; past
+// that, what the lead has drawn since, from every balancer sharing the
+// reports, is not in it, and with long report intervals the lone upstream
+// would take the lion's share from all of them until the next report.
+const loneLead = 1500 * time.Millisecond
+
+// leadBelieved reports whether an upstream's report (v; nil for one
+// without, counted as average) is recent enough for loneLead.
+func leadBelieved(v *view, now int64) bool {
+	return v == nil || now-v.receivedAt <= int64(loneLead)
 }
 
 // sampleNear is a second pass for the upstreams of tier whose score is at
@@ -513,9 +535,10 @@ func unknownScore(average, perStream float64, inflight int) float64 {
 // choose applies the tier rule to the candidates and then, as
 // least_conn does, takes one with the fewest of our requests in flight
 // (or, with choices 1, the single best score); near holds the next tier's
-// upstreams that the lowest tier does not outrank. It returns the index
-// and the tier chosen from.
-func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, rng *xorshift) (int, int) {
+// upstreams that the lowest tier does not outrank, and lead says whether
+// a lone best upstream's lead is still believed (see loneLead). It
+// returns the index and the tier chosen from.
+func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, lead bool, rng *xorshift) (int, int) {
 	lo := lowestTier(tiers)
 	r := &tiers[lo]
 	if p.Choices == 1 {
@@ -540,6 +563,10 @@ func (p *TieredSelection) choose(tiers *[5]reservoir, near *reservoir, rng *xors
 		return int(r.idx[0]), lo
 	}
 	next := &tiers[hi]
+	if !lead {
+		// An old lead: the two tiers are candidates alike.
+		return pickAcross(r, lo, next, hi, h, rng)
+	}
 	if next.n >= 2 && rng.below(next.n+1) >= 2 {
 		return next.pick(h, rng), hi
 	}

@@ -26,7 +26,8 @@ type plan struct {
 	hysteresis float64
 	candidates []candidate
 	// lone: candidates[0] is the single upstream of the lowest tier, the
-	// rest the next tier's.
+	// rest the next tier's, and its lead is believed (see loneLead);
+	// without it, they are candidates alike.
 	lone bool
 }
 
@@ -216,7 +217,8 @@ func (p *TieredSelection) replan() {
 	if len(pl.candidates) == 1 {
 		for hi := lo + 1; hi <= 4; hi++ {
 			if len(tierOf[hi]) > 0 {
-				pl.top, pl.candidates, pl.lone = hi, append(pl.candidates, tierOf[hi]...), true
+				pl.top, pl.candidates = hi, append(pl.candidates, tierOf[hi]...)
+				pl.lone = leadBelieved(pl.candidates[0].v, j.now)
 				break
 			}
 		}
