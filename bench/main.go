@@ -28,6 +28,7 @@ type options struct {
 	duration time.Duration
 	players  int
 	only     string // scenario keys to run, e.g. "s"; "" runs all
+	arms     string // comma-separated arms to run; "" runs each scenario's
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench", "folder for RESULTS.md and the plots")
 	flag.IntVar(&o.players, "players", 24, "concurrent players")
 	flag.StringVar(&o.only, "scenarios", "", "run only these scenarios, e.g. \"s\" or \"abe\" (for development: the goals need them all)")
+	flag.StringVar(&o.arms, "arms", "", "run only these arms, e.g. \"tiered,least_conn\" (for development)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
 	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 6s, or 4s with -quick)")
 	flag.Parse()

@@ -65,11 +65,11 @@ func fmtSpread(s spread, digits int) string {
 func report(o options, res *results, took time.Duration) error {
 	var b strings.Builder
 	mode := "full"
-	if o.quick || o.only != "" {
+	if o.quick || o.only != "" || o.arms != "" {
 		mode = "development: not a result to quote"
 	}
 	cmd := strings.TrimSpace("make build && go run ./bench " + strings.Join(os.Args[1:], " "))
-	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, each after a second of unmeasured traffic through the same arm, arms interleaved (each round starts with another arm), %d players; the run took %s.\n\n",
+	fmt.Fprintf(&b, "# Benchmark results\n\nMade by `%s` (%s mode) on %s: %s. %d round(s) of %s per arm and scenario, each after a second of unmeasured traffic through the same arm, arms interleaved (each round in another order, seeded by the scenario and round), %d players; the run took %s.\n\n",
 		cmd, mode, time.Now().UTC().Format("2006-01-02"), machine(), o.rounds, o.duration, o.players, took.Round(time.Second))
 	b.WriteString(`Three edges (separate Caddy processes: ` + "`file_server` + `edge_agent`" + `), each in its own cgroup
 held to one CPU, serve three MP4 files (6 Mbit/s, 12–30 s). The Caddy balancers (one process with a

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"slices"
@@ -115,7 +116,7 @@ func run(o options) (*results, error) {
 		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}}
 		var arms []arm
 		for _, a := range sys.arms {
-			if sc.arms == nil || slices.Contains(sc.arms, a.name) {
+			if (sc.arms == nil || slices.Contains(sc.arms, a.name)) && o.runsArm(a.name) {
 				arms = append(arms, a)
 				r.arms = append(r.arms, a.name)
 			}
@@ -126,9 +127,13 @@ func run(o options) (*results, error) {
 		}
 		r.rounds = rounds
 		for round := 0; round < rounds; round++ {
-			// Interleave: each round starts with another arm.
-			for k := range arms {
-				a := arms[(k+round)%len(arms)]
+			// Interleave in a new order each round (seeded, so a run can
+			// be repeated): no arm always follows the same one, whose
+			// traffic the edges' load reports still show in the first
+			// seconds of the next.
+			order := rand.New(rand.NewPCG(uint64(round), uint64(sc.key[0]))).Perm(len(arms))
+			for _, k := range order {
+				a := arms[k]
 				var bases []string
 				if a.base != "" {
 					bases = []string{a.base}
@@ -174,6 +179,10 @@ func run(o options) (*results, error) {
 
 // runs says whether the scenario with this key is part of the run.
 func (o options) runs(key string) bool { return o.only == "" || strings.Contains(o.only, key) }
+
+func (o options) runsArm(name string) bool {
+	return o.arms == "" || slices.Contains(strings.Split(o.arms, ","), name)
+}
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
