@@ -69,6 +69,16 @@ func (c *candidate) tierSpan() (tier, upTo int) {
 	return tier, lo
 }
 
+// tierAt is the candidate's tier with inflight of our requests on it,
+// judged only past its span.
+func (c *candidate) tierAt(inflight int) int {
+	if inflight <= c.sameTierUpTo {
+		return c.tier
+	}
+	_, tier := c.judge(inflight)
+	return tier
+}
+
 // judge returns the candidate's score and tier with inflight of our
 // requests on it.
 func (c *candidate) judge(inflight int) (float64, int) {
@@ -273,10 +283,7 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 			if a.probation != nil && a.probation.keptOff(inflight) {
 				return 0, 0, false
 			}
-			tier := a.tier
-			if inflight > a.sameTierUpTo {
-				_, tier = a.judge(inflight)
-			}
+			tier := a.tierAt(inflight)
 			return a.idx, a.kind(tier), tier < pl.top
 		}
 		cands = cands[1:]
@@ -312,13 +319,11 @@ func (p *TieredSelection) fromPlan(pool reverseproxy.UpstreamPool, c *poolCache)
 		return 0, 0, false
 	}
 	a := &cands[pair[0]]
-	if ties == 1 && least <= a.sameTierUpTo {
-		return a.idx, a.kind(a.tier), a.tier <= pl.top
+	if ties == 1 {
+		tier := a.tierAt(least)
+		return a.idx, a.kind(tier), tier <= pl.top
 	}
 	aScore, aTier := a.judge(least)
-	if ties == 1 {
-		return a.idx, a.kind(aTier), aTier <= pl.top
-	}
 	o := &cands[pair[1]]
 	oScore, oTier := o.judge(least)
 	switch {
