@@ -1,0 +1,37 @@
+package rank
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSlowerThan(t *testing.T) {
+	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
+	tests := []struct {
+		name string
+		l    Latency
+		best Latency
+		want bool
+	}{
+		{"base far above the best", Latency{Base: ms(53)}, Latency{Base: ms(3), Typical: ms(4)}, true},
+		{"base 3x and 20 ms above", Latency{Base: ms(30)}, Latency{Base: ms(10), Typical: ms(12)}, true},
+		{"4x but only 6 ms: noise at this scale", Latency{Base: ms(8)}, Latency{Base: ms(2), Typical: ms(2)}, false},
+		{"15 ms more but 2.5x", Latency{Base: ms(25)}, Latency{Base: ms(10), Typical: ms(10)}, false},
+		{"below what the quickest typically answers in", Latency{Base: ms(53)}, Latency{Base: ms(3), Typical: ms(60)}, false},
+		{"no best known", Latency{Base: ms(53)}, Latency{}, false},
+		{"service time far above the best", Latency{Base: ms(3), Service: ms(100)}, Latency{Base: ms(3), Typical: ms(3), Service: ms(5)}, true},
+		{"service time 3x: not clearly", Latency{Base: ms(3), Service: ms(60)}, Latency{Base: ms(3), Typical: ms(3), Service: ms(20)}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.l.SlowerThan(tt.best); got != tt.want {
+			t.Errorf("%s: SlowerThan = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBestLatency(t *testing.T) {
+	got := BestLatency([]Latency{{}, {Base: 5, Typical: 9, Service: 7}, {Base: 3, Typical: 12, Service: 2}})
+	if want := (Latency{Base: 3, Typical: 9, Service: 2}); got != want {
+		t.Fatalf("BestLatency = %+v, want %+v (unknown ones left out)", got, want)
+	}
+}

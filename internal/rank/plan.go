@@ -1,0 +1,291 @@
+package rank
+
+// LoneLead is how long after its report a lone best upstream's lead is
+// believed: a report shows about the second before it, not what the lead
+// has drawn since from every balancer sharing the reports.
+const LoneLead = 1500 * 1e6 // nanoseconds
+
+// Input is what a plan needs of one upstream of a pool.
+type Input struct {
+	View      *View // nil: no report
+	InFlight  int   // the proxy's requests on it now
+	Available bool  // Caddy's health and request limit allow it
+	// Slow: clearly slower than the pool's best; no viewers while another
+	// upstream can serve.
+	Slow bool
+	// Probation: it was slow and is tried again one request at a time.
+	Probation bool
+}
+
+// Judge is what the board knows beside the upstreams' views, loaded once
+// per plan.
+type Judge struct {
+	Now        int64 // unix nanoseconds
+	StaleAfter int64 // nanoseconds
+	// Average is the mean score of trusted fresh upstreams: an upstream
+	// without a trusted fresh report counts as that loaded.
+	Average float64
+	// PerStream is the score points one request in flight adds to an
+	// upstream without a trusted fresh report.
+	PerStream  float64
+	Thresholds Thresholds
+	Hysteresis float64
+	// Single: always the single best (choices 1), for comparison with the
+	// original algorithm; it herds on stale reports.
+	Single bool
+}
+
+// Mode is how a plan's candidates are chosen from.
+type Mode uint8
+
+// The modes of a plan.
+const (
+	ModeNone     Mode = iota // no upstream can serve
+	ModeTiers                // the tier rule, then the fewest in flight
+	ModeSingle               // the single best score of the lowest tier
+	ModeFallback             // no fresh report anywhere: the fewest in flight
+	ModeDrain                // only draining upstreams: the fewest in flight
+	ModeDown                 // only upstreams seen down: the fewest in flight
+)
+
+// Plan is a pool's candidates at one moment: the upstreams of the lowest
+// non-empty tier, with those of the next tier whose score is within the
+// hysteresis of that tier's highest, or with the whole next tier when the
+// lowest holds a single upstream and nothing is that close (Lone). Choose
+// picks among them by the proxy's in-flight counts at the time of the
+// request, and reports when what it drew no longer fits the plan.
+type Plan struct {
+	Mode       Mode
+	Top        Tier // the highest tier of a candidate (ModeTiers)
+	Hysteresis float64
+	// Lone: Candidates[0] is the single upstream of the lowest tier, the
+	// rest the next tier's, and its lead is still believed (LoneLead).
+	Lone       bool
+	Candidates []Candidate
+}
+
+// Candidate is an upstream of a plan. While the plan is current its view
+// cannot have changed: judging it again needs only the in-flight count.
+type Candidate struct {
+	Index     int // in the pool
+	Probation bool
+	// special: Offer must look closer (probation, the lone candidate, or
+	// a plan of ModeSingle).
+	special   bool
+	Score     float64 // when planned
+	kind      Kind    // for the fallback modes
+	view      *View   // trusted; nil: counted as average
+	average   float64 // for an upstream without a view
+	perStream float64
+	th        Thresholds
+	// tier is its tier with none of the proxy's requests in flight, kept
+	// up to sameTierUpTo of them: Choose need not judge it then.
+	tier         Tier
+	sameTierUpTo int
+}
+
+// Build plans the choice among a pool's upstreams.
+func Build(in []Input, j *Judge) *Plan {
+	pl := build(in, j, false)
+	if pl.Mode == ModeNone && pl.Candidates != nil {
+		// Only clearly slower upstreams can serve: slow beats nothing.
+		pl = build(in, j, true)
+	}
+	return pl
+}
+
+// build plans without the slow upstreams unless withSlow; a ModeNone plan
+// with non-nil (empty) Candidates says slow ones were left out.
+func build(in []Input, j *Judge, withSlow bool) *Plan {
+	var byTier [5][]Candidate
+	var drain, down, fallback []Candidate
+	fresh, slowSkipped := 0, false
+	for i := range in {
+		u := &in[i]
+		if !u.Available {
+			continue
+		}
+		if (u.Slow || (u.Probation && u.InFlight > 0)) && !withSlow {
+			slowSkipped = true
+			continue
+		}
+		c := Candidate{Index: i, Probation: u.Probation, th: j.Thresholds}
+		switch u.View.Code(j.Now, j.StaleAfter) {
+		case CodeTrusted:
+			fresh++
+			c.view = u.View
+		case CodeUnknown:
+			c.average, c.perStream = j.Average, j.PerStream
+		case CodeDrain:
+			c.kind = KindDrain
+			drain = append(drain, c)
+			continue
+		case CodeDown:
+			c.kind = KindDown
+			down = append(down, c)
+			continue
+		default: // maintenance
+			continue
+		}
+		c.Score, _ = c.judge(u.InFlight)
+		c.tier, c.sameTierUpTo = c.span()
+		c.kind = KindOf(c.tier)
+		if c.view == nil {
+			c.kind = KindUnknown
+		}
+		t := c.TierAt(u.InFlight)
+		byTier[t] = append(byTier[t], c)
+		if !lastSaid(u.View, CodeDrain, CodeMaint, CodeDown) {
+			fallback = append(fallback, c)
+		}
+	}
+	pl := &Plan{Hysteresis: j.Hysteresis}
+	lo := Tier(1)
+	for lo <= 4 && len(byTier[lo]) == 0 {
+		lo++
+	}
+	switch {
+	case lo > 4 && len(drain) > 0:
+		pl.Mode, pl.Candidates = ModeDrain, drain
+	case lo > 4 && len(down) > 0:
+		pl.Mode, pl.Candidates = ModeDown, down
+	case lo > 4:
+		if slowSkipped {
+			pl.Candidates = []Candidate{}
+		}
+	case fresh == 0:
+		if len(fallback) == 0 {
+			for t := range byTier {
+				fallback = append(fallback, byTier[t]...)
+			}
+		}
+		for k := range fallback {
+			fallback[k].kind = KindFallback
+		}
+		pl.Mode, pl.Candidates = ModeFallback, fallback
+	case j.Single:
+		pl.Mode, pl.Top, pl.Candidates = ModeSingle, lo, byTier[lo]
+	default:
+		pl.Mode, pl.Top, pl.Candidates = ModeTiers, lo, byTier[lo]
+		pl.addNear(byTier[:], lo)
+		pl.addLone(byTier[:], lo, j.Now)
+	}
+	for k := range pl.Candidates {
+		c := &pl.Candidates[k]
+		c.special = c.Probation || pl.Mode == ModeSingle || (pl.Lone && k == 0)
+	}
+	return pl
+}
+
+// lastSaid reports whether v's last report, whatever its age, said one of
+// codes: the fallback without fresh reports leaves such upstreams out.
+func lastSaid(v *View, codes ...Code) bool {
+	if v == nil {
+		return false
+	}
+	for _, c := range codes {
+		if v.code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// addNear adds the next tier's upstreams that tier lo does not outrank:
+// those within the hysteresis of its highest score.
+func (pl *Plan) addNear(byTier [][]Candidate, lo Tier) {
+	if lo == 4 {
+		return
+	}
+	highest := byTier[lo][0].Score
+	for _, c := range byTier[lo][1:] {
+		highest = max(highest, c.Score)
+	}
+	for _, c := range byTier[lo+1] {
+		if c.Score <= highest+pl.Hysteresis {
+			pl.Top, pl.Candidates = lo+1, append(pl.Candidates, c)
+		}
+	}
+}
+
+// addLone adds, to a plan of a single upstream, the whole next non-empty
+// tier: a lone best upstream would take every request until the next
+// report. Its lead is believed for LoneLead after its report.
+func (pl *Plan) addLone(byTier [][]Candidate, lo Tier, now int64) {
+	if len(pl.Candidates) != 1 {
+		return
+	}
+	for hi := lo + 1; hi <= 4; hi++ {
+		if len(byTier[hi]) > 0 {
+			pl.Top, pl.Candidates = hi, append(pl.Candidates, byTier[hi]...)
+			v := pl.Candidates[0].view
+			pl.Lone = v == nil || now-v.ReceivedAt <= LoneLead
+			return
+		}
+	}
+}
+
+// judge returns the candidate's score and tier with inflight of the
+// proxy's requests on it.
+func (c *Candidate) judge(inflight int) (float64, Tier) {
+	if c.view != nil {
+		s := c.view.Corrected(inflight)
+		return s, c.view.TierAt(s, c.th)
+	}
+	s := min(c.average+c.perStream*float64(inflight), 100)
+	return s, TierOf(s, c.th)
+}
+
+// span returns the candidate's tier with none of the proxy's requests in
+// flight and the most in flight with which it keeps that tier (requests
+// only raise a score, and a higher score never lowers a tier).
+func (c *Candidate) span() (Tier, int) {
+	_, tier := c.judge(0)
+	lo, hi := 0, 1<<20
+	if _, t := c.judge(hi); t == tier {
+		return tier, hi
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if _, t := c.judge(mid); t == tier {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return tier, lo
+}
+
+// TierAt is the candidate's tier with inflight of the proxy's requests on it.
+func (c *Candidate) TierAt(inflight int) Tier {
+	if inflight <= c.sameTierUpTo {
+		return c.tier
+	}
+	_, t := c.judge(inflight)
+	return t
+}
+
+// Kind is the kind to count when the candidate is chosen from tier t.
+func (c *Candidate) Kind(t Tier) Kind {
+	if c.view == nil || c.kind >= KindFallback {
+		return c.kind
+	}
+	return KindOf(t)
+}
+
+// Average is the mean reported score of the trusted fresh views among
+// views, and how many there are.
+func Average(views []*View, now, staleAfter int64) (float64, int) {
+	var sum float64
+	n := 0
+	for _, v := range views {
+		if v.Code(now, staleAfter) == CodeTrusted {
+			sum += v.Score
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return sum / float64(n), n
+}

@@ -1,0 +1,169 @@
+package rank
+
+import (
+	"math"
+	"time"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+// PeakHold is the time constant with which a falling score is believed: an
+// edge saturated whenever it is busy looks idle as soon as viewers leave it,
+// and must not win the next burst.
+const PeakHold = 5 * time.Second
+
+// Scoring is how reports become views; a board has one.
+type Scoring struct {
+	Weights    Weights
+	Thresholds Thresholds
+	Hysteresis float64
+	Capacity   Capacity // the pool's, defaults merged in
+	Warmup     int      // good reports in a row before an upstream is trusted
+	StaleAfter time.Duration
+}
+
+// Code is what a selection makes of an upstream's view.
+type Code uint8
+
+// The codes of a view.
+const (
+	CodeUnknown Code = iota // no report, a stale one, or warming up: counted as average
+	CodeTrusted             // scored
+	CodeDrain
+	CodeMaint
+	CodeDown // whatever the report's age
+)
+
+// View is an immutable summary of an upstream's last report, scored. A nil
+// *View is an upstream without a report.
+type View struct {
+	Report     edgeagent.Report
+	ReceivedAt int64 // unix nanoseconds, by the balancer's clock; 0 for none
+	Streak     int   // good reports in a row, up to the warm-up
+	Trusted    bool  // warm-up done
+	Down       bool  // its own address refuses connections, or it failed mid-stream
+	Components Components
+	Score      float64 // as reported, before the proxy's correction
+	Held       float64 // Score with peak hold: what tiers use
+	// InFlightAtReport is the proxy's requests in flight to the upstream
+	// when the report arrived: the streams correction is relative to it.
+	InFlightAtReport int
+	Tier             Tier
+
+	band          Band    // scores that keep Tier
+	noStreams     float64 // Held without the streams component
+	streamsWeight float64
+	streamsScale  float64 // component points per stream
+	code          Code    // within stale_after
+}
+
+// Accept scores report rep received at now (unix nanoseconds), with
+// inflight of the proxy's requests on the upstream, after the upstream's
+// previous view prev (nil for none); capacity is the upstream's own from
+// the Caddyfile (zero fields: the pool's). A report whose sequence number
+// has not advanced is the same sample again: prev is returned, so an
+// agent that stopped sampling goes stale.
+func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity Capacity, s *Scoring) *View {
+	if prev != nil && prev.ReceivedAt != 0 && !prev.Down && rep.Seq != 0 && rep.Seq == prev.Report.Seq {
+		return prev
+	}
+	streak := 1
+	if prev != nil && !prev.Down && now-prev.ReceivedAt <= int64(s.StaleAfter) {
+		streak = min(prev.Streak+1, s.Warmup)
+	}
+	c := Advertised(&rep).Merge(capacity).Merge(s.Capacity)
+	comp := Normalise(&rep, c)
+	v := &View{
+		Report:           rep,
+		ReceivedAt:       now,
+		Streak:           streak,
+		Trusted:          streak >= s.Warmup,
+		Components:       comp,
+		Score:            Score(comp, s.Weights),
+		InFlightAtReport: inflight,
+		streamsWeight:    s.Weights[Streams],
+		streamsScale:     100 / c.Streams,
+	}
+	without := comp
+	without[Streams] = 0
+	v.Held = v.Score
+	if prev != nil && !prev.Down && prev.ReceivedAt != 0 {
+		v.Held = max(v.Held, prev.Held*math.Exp(-float64(now-prev.ReceivedAt)/float64(PeakHold)))
+	}
+	v.noStreams = Score(without, s.Weights) + v.Held - v.Score
+	var prevTier Tier
+	if prev != nil {
+		prevTier = prev.Tier
+	}
+	v.Tier = Keep(v.Corrected(inflight), prevTier, s.Thresholds, s.Hysteresis)
+	v.band = BandOf(v.Tier, s.Thresholds, s.Hysteresis)
+	v.setCode()
+	return v
+}
+
+// MarkDown is prev (nil for none) seen down: not trusted until it reports
+// and warms up again.
+func MarkDown(prev *View) *View {
+	v := &View{}
+	if prev != nil {
+		*v = *prev
+	}
+	v.Down, v.Trusted = true, false
+	v.setCode()
+	return v
+}
+
+func (v *View) setCode() {
+	switch {
+	case v.Down:
+		v.code = CodeDown
+	case v.Report.State == edgeagent.StateMaint:
+		v.code = CodeMaint
+	case v.Report.State == edgeagent.StateDrain:
+		v.code = CodeDrain
+	case !v.Trusted:
+		v.code = CodeUnknown
+	default:
+		v.code = CodeTrusted
+	}
+}
+
+// Code is what v says at now: down whatever its age, unknown once older
+// than staleAfter (nanoseconds). This is the one judgement of freshness.
+func (v *View) Code(now, staleAfter int64) Code {
+	switch {
+	case v == nil:
+		return CodeUnknown
+	case v.code == CodeDown:
+		return CodeDown
+	case now-v.ReceivedAt > staleAfter:
+		return CodeUnknown
+	}
+	return v.code
+}
+
+// Stale reports whether v is a report older than staleAfter at now.
+func (v *View) Stale(now, staleAfter int64) bool {
+	return v == nil || v.ReceivedAt == 0 || now-v.ReceivedAt > staleAfter
+}
+
+// Corrected is v's held score with the streams component recomputed from
+// the proxy's inflight requests now.
+func (v *View) Corrected(inflight int) float64 {
+	return v.noStreams + v.streamsWeight*v.StreamsAt(inflight)
+}
+
+// StreamsAt is the streams component with inflight of the proxy's
+// requests on the upstream.
+func (v *View) StreamsAt(inflight int) float64 {
+	return Clamp100(CorrectedStreams(v.Report.Streams, v.InFlightAtReport, inflight) * v.streamsScale)
+}
+
+// TierAt is the tier of a corrected score: the report's tier while the
+// score stays in its band, else the tier the score falls in.
+func (v *View) TierAt(score float64, th Thresholds) Tier {
+	if score >= v.band.Lo && score < v.band.Hi {
+		return v.Tier
+	}
+	return TierOf(score, th)
+}
