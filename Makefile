@@ -57,7 +57,7 @@ test: deps build lint
 	  $(GO) test -p 1 -count=1 -timeout 20m -v ./... 2>&1 | tee build/test.log | grep -E '^(--- |ok|FAIL|panic)' || true
 	@if grep -qE '^(--- FAIL|FAIL|panic)' build/test.log; then echo "FAIL: see build/test.log"; exit 1; fi
 	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
-	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... -run 'Board|Hub|Meter|Agent|Select'
+	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... ./internal/board/... ./internal/rank/... -run 'Board|Hub|Meter|Agent|Select|Choose|Slow'
 	@echo "$$(grep -cE -- '^\s*--- PASS' build/test.log) passed, $$(grep -cE -- '^\s*--- FAIL' build/test.log) failed"
 
 # Long, bounded tests that stop by themselves; not part of make test.

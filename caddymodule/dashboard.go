@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgetier/edgetier/dashboard"
 	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/board"
 )
 
 func init() {
@@ -58,10 +59,10 @@ type CDNDashboard struct {
 	// (non-browser clients) are allowed; "null" never is.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
-	board    *board
+	board    *board.Board
 	hub      *hub
 	meter    *edgeagent.Meter
-	stats    *frameBuilder
+	stats    *board.FrameBuilder
 	upgrader websocket.Upgrader
 	files    http.Handler
 	cancel   context.CancelFunc
@@ -108,13 +109,11 @@ func (d *CDNDashboard) Provision(ctx caddy.Context) error {
 		return err
 	}
 	logger := ctx.Logger()
-	val, _, err := boards.LoadOrNew(d.Pool, func() (caddy.Destructor, error) {
-		return newBoard(d.Pool, logger), nil
-	})
+	b, err := acquireBoard(d.Pool, ctx.Logger())
 	if err != nil {
-		return fmt.Errorf("cdn_dashboard: acquiring board %q: %w", d.Pool, err)
+		return fmt.Errorf("cdn_dashboard: %w", err)
 	}
-	d.board = val.(*board)
+	d.board = b
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	host, err := edgeagent.NewResourceSampler(runCtx, edgeagent.ScopeHost, 0)
@@ -122,7 +121,7 @@ func (d *CDNDashboard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cdn_dashboard: %w", err)
 	}
 	d.meter = new(edgeagent.Meter)
-	d.stats = newFrameBuilder(d.board, d.meter, host, time.Duration(d.Interval))
+	d.stats = board.NewFrameBuilder(d.board, d.meter, host, time.Duration(d.Interval))
 	d.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
 		ReadBufferSize:    512,
@@ -131,7 +130,7 @@ func (d *CDNDashboard) Provision(ctx caddy.Context) error {
 		EnableCompression: false,
 	}
 	d.files = http.StripPrefix(d.PagePath, http.FileServer(http.FS(dashboard.FS())))
-	d.hub = newHub(time.Duration(d.Interval), time.Duration(d.WriteTimeout), time.Duration(d.PongWait), d.MaxClients, d.Queue, d.stats.frame, logger)
+	d.hub = newHub(time.Duration(d.Interval), time.Duration(d.WriteTimeout), time.Duration(d.PongWait), d.MaxClients, d.Queue, d.stats.Frame, logger)
 	return nil
 }
 
@@ -169,7 +168,7 @@ func (d *CDNDashboard) Cleanup() error {
 		d.cancel()
 	}
 	if d.board != nil {
-		_, err := boards.Delete(d.Pool)
+		err := releaseBoard(d.Pool)
 		return err
 	}
 	return nil

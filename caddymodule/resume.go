@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+
+	"github.com/edgetier/edgetier/internal/board"
 )
 
 func init() {
@@ -51,7 +53,7 @@ type ResumeTransport struct {
 	// HTTP is Caddy's HTTP transport that does the requests.
 	HTTP *reverseproxy.HTTPTransport `json:"http,omitempty"`
 
-	board  *board
+	board  *board.Board
 	logger *zap.Logger
 }
 
@@ -85,13 +87,12 @@ func (t *ResumeTransport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("edgetier transport: %w", err)
 	}
 	t.logger = ctx.Logger()
-	val, _, err := boards.LoadOrNew(t.Pool, func() (caddy.Destructor, error) {
-		return newBoard(t.Pool, t.logger), nil
-	})
+	b, err := acquireBoard(t.Pool, t.logger)
 	if err != nil {
-		return fmt.Errorf("edgetier transport: acquiring board %q: %w", t.Pool, err)
+		return fmt.Errorf("edgetier transport: %w", err)
 	}
-	t.board = val.(*board)
+	t.board = b
+	inspectWhenRunning(ctx, t)
 	return nil
 }
 
@@ -102,7 +103,7 @@ func (t *ResumeTransport) Cleanup() error {
 		err = t.HTTP.Cleanup()
 	}
 	if t.board != nil {
-		_, derr := boards.Delete(t.Pool)
+		derr := releaseBoard(t.Pool)
 		err = errors.Join(err, derr)
 	}
 	return err
@@ -123,7 +124,7 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		dial = di.Address
 	}
 	if err == nil {
-		t.board.observeLatency(dial, time.Since(start), inflight)
+		t.board.ObserveLatency(dial, time.Since(start), inflight)
 	}
 	if err != nil || req.Method != http.MethodGet {
 		return resp, err
@@ -205,18 +206,6 @@ func parseContentRange(v string) (first, last, total int64, ok bool) {
 	return first, last, total, true
 }
 
-// Outcomes of a resume, counted in edgetier_resumes_total.
-const (
-	resumeOK       = "ok"
-	resumeNoEdge   = "no_edge"  // no other edge was available
-	resumeMismatch = "mismatch" // another edge had another representation or range
-	resumeFailed   = "failed"   // the resume requests themselves failed
-	resumeLimit    = "limit"    // the response had used its resumes or budget
-	resumeOff      = "disabled" // resuming is off: the failure was only remembered
-)
-
-var resumeOutcomes = []string{resumeOK, resumeNoEdge, resumeMismatch, resumeFailed, resumeLimit, resumeOff}
-
 // resumingBody feeds Caddy the upstream body, swapping in another edge's
 // continuation when a read fails.
 type resumingBody struct {
@@ -247,7 +236,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 		if b.closed.Load() || b.req.Context().Err() != nil {
 			return n, err // the client went away: nothing to resume for
 		}
-		b.t.board.markFailed(b.dial, err)
+		b.t.board.MarkFailed(b.dial, err)
 		next, ok := b.resume(err)
 		if !ok {
 			return n, err
@@ -264,7 +253,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 func (b *resumingBody) resume(cause error) (io.ReadCloser, bool) {
 	t := b.t
 	if *t.MaxResumes == 0 {
-		t.board.countResume(resumeOff)
+		t.board.CountResume(board.ResumeOff)
 		return nil, false
 	}
 	if b.started.IsZero() {
@@ -272,23 +261,23 @@ func (b *resumingBody) resume(cause error) (io.ReadCloser, bool) {
 	}
 	budget := time.Duration(t.Budget) - time.Since(b.started)
 	if b.resumes >= *t.MaxResumes || budget <= 0 {
-		t.board.countResume(resumeLimit)
-		t.board.events.add(b.dial, "failure", "failed after %d bytes; no resume left for this response", b.read)
+		t.board.CountResume(board.ResumeLimit)
+		t.board.AddEvent(b.dial, "failure", "failed after %d bytes; no resume left for this response", b.read)
 		return nil, false
 	}
 	deadline := time.Now().Add(budget)
-	outcome := resumeNoEdge
+	outcome := board.ResumeNoEdge
 	for time.Now().Before(deadline) && b.req.Context().Err() == nil {
-		u := t.board.pickOther(b.tried)
-		if u == nil {
+		u, _ := t.board.Pick(b.tried).(*reverseproxy.Upstream)
+		if u == nil || u.Host == nil {
 			break
 		}
 		b.tried = append(b.tried, u.Dial)
 		body, result := b.fetchRest(u, time.Until(deadline))
-		if result == resumeOK {
+		if result == board.ResumeOK {
 			b.resumes++
-			t.board.countResume(resumeOK)
-			t.board.events.add(b.dial, "resume", "failed after %d bytes (%v); %s continues the response", b.read, cause, u.Dial)
+			t.board.CountResume(board.ResumeOK)
+			t.board.AddEvent(b.dial, "resume", "failed after %d bytes (%v); %s continues the response", b.read, cause, u.Dial)
 			t.logger.Info("resumed a response on another edge", zap.String("failed", b.dial), zap.String("upstream", u.Dial),
 				zap.Int64("offset", b.span.first+b.read), zap.Error(cause))
 			b.dial = u.Dial
@@ -296,15 +285,15 @@ func (b *resumingBody) resume(cause error) (io.ReadCloser, bool) {
 		}
 		outcome = result
 	}
-	t.board.countResume(outcome)
-	t.board.events.add(b.dial, "failure", "failed after %d bytes (%v); no edge could continue (%s)", b.read, cause, outcome)
+	t.board.CountResume(outcome)
+	t.board.AddEvent(b.dial, "failure", "failed after %d bytes (%v); no edge could continue (%s)", b.read, cause, outcome)
 	return nil, false
 }
 
 // fetchRest asks upstream u for the rest of the span and checks the answer.
 // The budget bounds the wait for the answer's header; the body then
 // streams for as long as the client reads.
-func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration) (io.ReadCloser, string) {
+func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration) (io.ReadCloser, board.Outcome) {
 	from := b.span.first + b.read
 	ctx, cancel := context.WithCancel(b.req.Context())
 	timer := time.AfterFunc(budget, cancel)
@@ -318,7 +307,7 @@ func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration)
 	req.Header.Del("If-Modified-Since")
 	addr, err := caddy.ParseNetworkAddress(u.Dial)
 	if err != nil {
-		return nil, resumeFailed
+		return nil, board.ResumeFailed
 	}
 	// Caddy's HTTP transport dials the address in the request's dial info.
 	di := reverseproxy.DialInfo{Upstream: u, Network: addr.Network, Address: addr.JoinHostPort(0), Host: addr.Host, Port: strconv.Itoa(int(addr.StartPort))}
@@ -328,10 +317,10 @@ func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration)
 		cancel()
 		if err == nil {
 			_ = resp.Body.Close()
-			return nil, resumeFailed
+			return nil, board.ResumeFailed
 		}
-		b.t.board.markFailed(u.Dial, err)
-		return nil, resumeFailed
+		b.t.board.MarkFailed(u.Dial, err)
+		return nil, board.ResumeFailed
 	}
 	first, last, _, ok := parseContentRange(resp.Header.Get("Content-Range"))
 	same := resp.StatusCode == http.StatusPartialContent && ok && first == from && last == b.span.last &&
@@ -340,9 +329,9 @@ func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration)
 		// A 200 means If-Range failed: another representation.
 		_ = resp.Body.Close()
 		cancel()
-		return nil, resumeMismatch
+		return nil, board.ResumeMismatch
 	}
-	return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, resumeOK
+	return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, board.ResumeOK
 }
 
 // cancelOnClose ends a resumed request's context with its body.

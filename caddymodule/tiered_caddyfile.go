@@ -7,6 +7,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/edgetier/edgetier/internal/board"
+	"github.com/edgetier/edgetier/internal/rank"
 )
 
 // UnmarshalCaddyfile sets up the policy from Caddyfile tokens. Syntax:
@@ -59,7 +62,7 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "pool":
 				p.Pool = val
 			case "report_url":
-				if _, _, err := reportURL(&boardConfig{ReportURL: val}, "127.0.0.1:1"); err != nil {
+				if err := board.ValidateReportURL(val, "127.0.0.1:1"); err != nil {
 					return d.Errf("%s: report_url: %v", dir, err)
 				}
 				p.ReportURL = val
@@ -119,8 +122,8 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			w := Weights(vals)
-			if err := checkWeights(w); err != nil {
+			w := rank.Weights(vals)
+			if err := rank.CheckWeights(w); err != nil {
 				return d.Errf("%s: weights: %v", dir, err)
 			}
 			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4]}
@@ -129,7 +132,7 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if err := checkTiers(vals); err != nil {
+			if err := rank.CheckThresholds(vals); err != nil {
 				return d.Errf("%s: tiers: %v", dir, err)
 			}
 			p.Tiers = vals
@@ -168,7 +171,7 @@ func (p *TieredSelection) parseUpstream(d *caddyfile.Dispenser, dir string) erro
 	if err != nil {
 		return err
 	}
-	if _, _, err := reportURL(&boardConfig{ReportURL: "http://{upstream}/"}, addr); err != nil {
+	if err := board.ValidateReportURL("http://{upstream}/", addr); err != nil {
 		return d.Errf("%s: upstream: %q is not a host:port address", dir, addr)
 	}
 	if _, dup := p.Upstreams[addr]; dup {
@@ -187,7 +190,7 @@ func (p *TieredSelection) parseUpstream(d *caddyfile.Dispenser, dir string) erro
 				u.Token = val
 				break
 			}
-			if _, _, err := reportURL(&boardConfig{ReportURL: val}, addr); err != nil {
+			if err := board.ValidateReportURL(val, addr); err != nil {
 				return d.Errf("%s: upstream %s: report_url: %v", dir, addr, err)
 			}
 			u.ReportURL = val

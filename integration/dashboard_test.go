@@ -16,7 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/edgetier/edgetier/caddymodule"
+	"github.com/edgetier/edgetier/internal/board"
 	"github.com/edgetier/edgetier/internal/cluster"
 )
 
@@ -51,7 +51,7 @@ func dialWS(t testing.TB, url, origin string) (*websocket.Conn, *http.Response, 
 	return d.Dial(url, h)
 }
 
-func readFrame(t testing.TB, c *websocket.Conn) caddymodule.Frame {
+func readFrame(t testing.TB, c *websocket.Conn) board.Frame {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, data, err := c.ReadMessage()
@@ -63,11 +63,11 @@ func readFrame(t testing.TB, c *websocket.Conn) caddymodule.Frame {
 
 // decodeFrame checks a frame against the documented schema: known fields
 // only, required fields present, figures in range.
-func decodeFrame(t testing.TB, data []byte) caddymodule.Frame {
+func decodeFrame(t testing.TB, data []byte) board.Frame {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var f caddymodule.Frame
+	var f board.Frame
 	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("frame does not match the schema: %v\n%s", err, data)
 	}
@@ -78,7 +78,7 @@ func decodeFrame(t testing.TB, data []byte) caddymodule.Frame {
 			t.Fatalf("frame lacks %q: %s", field, data)
 		}
 	}
-	if f.Schema != caddymodule.FrameSchema || f.Time.IsZero() || f.Edges == nil {
+	if f.Schema != board.FrameSchema || f.Time.IsZero() || f.Edges == nil {
 		t.Fatalf("frame = %s", data)
 	}
 	for _, e := range f.Edges {
@@ -116,7 +116,7 @@ func TestDashboardStream(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		readHead(t, slowStream(t, addr(edges[0].port), "/big.bin"))
 	}
-	var frame caddymodule.Frame
+	var frame board.Frame
 	start := time.Now()
 	for i := 0; i < 8; i++ {
 		frame = readFrame(t, conn)

@@ -243,8 +243,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	eventually(t, 10*time.Second, "one hub, one janitor and one poller per edge", func() (bool, string) {
 		dump := scrape(t, "http://"+lb.Admin+"/debug/pprof/goroutine?debug=2")
 		hubs := strings.Count(dump, "caddymodule.(*hub).run(")
-		janitors := strings.Count(dump, "caddymodule.(*board).janitor(")
-		pollers := strings.Count(dump, "caddymodule.(*entry).poll(")
+		janitors := strings.Count(dump, "board.(*Board).janitor(")
+		pollers := strings.Count(dump, "board.(*Edge).poll(")
 		return hubs == 1 && janitors == 1 && pollers == len(edges), fmt.Sprintf("%d hubs, %d janitors, %d pollers", hubs, janitors, pollers)
 	})
 	// Metrics continue after the reloads.

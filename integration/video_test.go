@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetier/edgetier/caddymodule"
+	"github.com/edgetier/edgetier/internal/board"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -126,7 +126,7 @@ func TestRangeRequestsSpreadOverEdges(t *testing.T) {
 	}
 }
 
-func selections(edges []caddymodule.EdgeFigures) map[string]uint64 {
+func selections(edges []board.EdgeFigures) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, e := range edges {
 		out[e.Edge] = e.SelectionsTotal

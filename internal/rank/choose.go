@@ -37,8 +37,8 @@ type Least struct {
 
 // Offer offers candidate k of pl (c = &pl.Candidates[k]), with inflight of
 // the proxy's requests on it, which is available now. It is inlined into
-// the caller's loop for the common case, a candidate busier than the
-// least busy so far.
+// the caller's loop for the common case, a candidate busier than the least
+// busy so far.
 func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int, rng *Rand) {
 	if c.special || l.ties == 0 || inflight <= l.least {
 		l.offer(pl, c, k, inflight, rng)
@@ -46,30 +46,36 @@ func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int, rng *Rand) {
 }
 
 func (l *Least) offer(pl *Plan, c *Candidate, k, inflight int, rng *Rand) {
-	if c.special {
-		switch {
-		case c.Probation && inflight > 0:
-			return
-		case pl.Mode == ModeSingle:
-			if s, _ := c.judge(inflight); l.ties == 0 || s < l.bestScore {
-				l.best, l.bestScore, l.ties = int32(k), s, 1
-			}
-			return
-		case pl.Lone && k == 0:
-			l.lone, l.loneSeen = inflight, true
-			return
-		}
-	}
 	switch {
-	case l.ties == 0 || inflight < l.least:
-		l.least, l.ties, l.pair[0] = inflight, 1, int32(k)
-	case inflight == l.least:
-		l.ties++
-		if l.ties == 2 {
-			l.pair[1] = int32(k)
-		} else if j := rng.Below(l.ties); j < 2 {
-			l.pair[j] = int32(k)
+	case !c.special:
+	case c.Probation && inflight > 0:
+		return
+	case pl.Mode == ModeSingle:
+		if s, _ := c.judge(inflight); l.ties == 0 || s < l.bestScore {
+			l.best, l.bestScore, l.ties = int32(k), s, 1
 		}
+		return
+	case pl.Lone && k == 0:
+		l.lone, l.loneSeen = inflight, true
+		return
+	}
+	if l.ties == 0 || inflight < l.least {
+		l.least, l.ties, l.pair[0] = inflight, 1, int32(k)
+		return
+	}
+	if inflight == l.least {
+		l.tie(k, rng)
+	}
+}
+
+// tie keeps candidate k, tied for the fewest in flight, in the pair with
+// the probability that keeps the pair a uniform sample of the ties.
+func (l *Least) tie(k int, rng *Rand) {
+	l.ties++
+	if l.ties == 2 {
+		l.pair[1] = int32(k)
+	} else if j := rng.Below(l.ties); j < 2 {
+		l.pair[j] = int32(k)
 	}
 }
 

@@ -1,9 +1,15 @@
 package rank
 
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
 // LoneLead is how long after its report a lone best upstream's lead is
 // believed: a report shows about the second before it, not what the lead
 // has drawn since from every balancer sharing the reports.
-const LoneLead = 1500 * 1e6 // nanoseconds
+const LoneLead = 1500 * time.Millisecond
 
 // Input is what a plan needs of one upstream of a pool.
 type Input struct {
@@ -97,8 +103,9 @@ func Build(in []Input, j *Judge) *Plan {
 // build plans without the slow upstreams unless withSlow; a ModeNone plan
 // with non-nil (empty) Candidates says slow ones were left out.
 func build(in []Input, j *Judge, withSlow bool) *Plan {
-	var byTier [5][]Candidate
-	var drain, down, fallback []Candidate
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.reset()
 	fresh, slowSkipped := 0, false
 	for i := range in {
 		u := &in[i]
@@ -118,11 +125,11 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 			c.average, c.perStream = j.Average, j.PerStream
 		case CodeDrain:
 			c.kind = KindDrain
-			drain = append(drain, c)
+			sc.add(groupDrain, c)
 			continue
 		case CodeDown:
 			c.kind = KindDown
-			down = append(down, c)
+			sc.add(groupDown, c)
 			continue
 		default: // maintenance
 			continue
@@ -133,48 +140,149 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 		if c.view == nil {
 			c.kind = KindUnknown
 		}
-		t := c.TierAt(u.InFlight)
-		byTier[t] = append(byTier[t], c)
-		if !lastSaid(u.View, CodeDrain, CodeMaint, CodeDown) {
-			fallback = append(fallback, c)
+		g := group(c.TierAt(u.InFlight))
+		if lastSaid(u.View, CodeDrain, CodeMaint, CodeDown) {
+			g += groupStale
 		}
+		sc.add(g, c)
 	}
 	pl := &Plan{Hysteresis: j.Hysteresis}
 	lo := Tier(1)
-	for lo <= 4 && len(byTier[lo]) == 0 {
+	for lo <= 4 && sc.count(group(lo)) == 0 {
 		lo++
 	}
 	switch {
-	case lo > 4 && len(drain) > 0:
-		pl.Mode, pl.Candidates = ModeDrain, drain
-	case lo > 4 && len(down) > 0:
-		pl.Mode, pl.Candidates = ModeDown, down
+	case lo > 4 && sc.count(groupDrain) > 0:
+		pl.Mode, pl.Candidates = ModeDrain, sc.take(groupDrain)
+	case lo > 4 && sc.count(groupDown) > 0:
+		pl.Mode, pl.Candidates = ModeDown, sc.take(groupDown)
 	case lo > 4:
 		if slowSkipped {
 			pl.Candidates = []Candidate{}
 		}
 	case fresh == 0:
-		if len(fallback) == 0 {
-			for t := range byTier {
-				fallback = append(fallback, byTier[t]...)
-			}
+		// No fresh report anywhere: all are candidates, but those whose
+		// last report, however old, said drain, maintenance or down.
+		pl.Mode, pl.Candidates = ModeFallback, sc.take(1, 2, 3, 4)
+		if len(pl.Candidates) == 0 {
+			pl.Candidates = sc.take(1, 2, 3, 4, 1+groupStale, 2+groupStale, 3+groupStale, 4+groupStale)
 		}
-		for k := range fallback {
-			fallback[k].kind = KindFallback
+		for k := range pl.Candidates {
+			pl.Candidates[k].kind = KindFallback
 		}
-		pl.Mode, pl.Candidates = ModeFallback, fallback
 	case j.Single:
-		pl.Mode, pl.Top, pl.Candidates = ModeSingle, lo, byTier[lo]
+		pl.Mode, pl.Top, pl.Candidates = ModeSingle, lo, sc.take(group(lo), group(lo)+groupStale)
 	default:
-		pl.Mode, pl.Top, pl.Candidates = ModeTiers, lo, byTier[lo]
-		pl.addNear(byTier[:], lo)
-		pl.addLone(byTier[:], lo, j.Now)
+		pl.Mode, pl.Top = ModeTiers, lo
+		pl.plan(sc, lo, j.Now)
 	}
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
 		c.special = c.Probation || pl.Mode == ModeSingle || (pl.Lone && k == 0)
 	}
 	return pl
+}
+
+// plan takes, for the tier rule, the candidates of tier lo, with the next
+// tier's that lo does not outrank: those within the hysteresis of its
+// highest score. When that leaves a single upstream, the whole next
+// non-empty tier joins it: a lone best upstream would take every request
+// until the next report. Its lead is believed for LoneLead after its report.
+func (pl *Plan) plan(sc *scratch, lo Tier, now int64) {
+	best := sc.take(group(lo), group(lo)+groupStale)
+	highest := best[0].Score
+	for _, c := range best[1:] {
+		highest = max(highest, c.Score)
+	}
+	var near []*Candidate
+	if lo < 4 {
+		for _, c := range sc.all(group(lo+1), group(lo+1)+groupStale) {
+			if c.Score <= highest+pl.Hysteresis {
+				near = append(near, c)
+			}
+		}
+	}
+	switch {
+	case len(near) > 0:
+		pl.Top, pl.Candidates = lo+1, best
+		for _, c := range near {
+			pl.Candidates = append(pl.Candidates, *c)
+		}
+	case len(best) == 1:
+		pl.Candidates = best
+		for hi := lo + 1; hi <= 4; hi++ {
+			if rest := sc.take(group(hi), group(hi)+groupStale); len(rest) > 0 {
+				pl.Top, pl.Candidates = hi, append(best, rest...)
+				v := best[0].view
+				pl.Lone = v == nil || now-v.ReceivedAt <= int64(LoneLead)
+				return
+			}
+		}
+	default:
+		pl.Candidates = best
+	}
+}
+
+// group sorts a plan's upstreams as it is built: by tier (1–4), those of
+// each tier whose last report said drain, maintenance or down however old
+// (groupStale more), the draining ones and the down ones.
+type group int
+
+const (
+	groupStale = 4
+	groupDrain = 9
+	groupDown  = 10
+	numGroups  = 11
+)
+
+// scratch holds the candidates of one plan as it is built, by group; it
+// is reused so that a plan allocates only what it keeps.
+type scratch struct {
+	cands  []Candidate
+	groups []group
+	counts [numGroups]int
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (s *scratch) reset() {
+	s.cands, s.groups, s.counts = s.cands[:0], s.groups[:0], [numGroups]int{}
+}
+
+func (s *scratch) add(g group, c Candidate) {
+	s.cands, s.groups = append(s.cands, c), append(s.groups, g)
+	s.counts[g]++
+}
+
+func (s *scratch) count(gs ...group) int {
+	n := 0
+	for _, g := range gs {
+		n += s.counts[g]
+	}
+	return n
+}
+
+// all points at the candidates of groups gs, in pool order.
+func (s *scratch) all(gs ...group) []*Candidate {
+	var out []*Candidate
+	for k := range s.cands {
+		if slices.Contains(gs, s.groups[k]) {
+			out = append(out, &s.cands[k])
+		}
+	}
+	return out
+}
+
+// take copies the candidates of groups gs, in pool order, into a new slice
+// with room for more.
+func (s *scratch) take(gs ...group) []Candidate {
+	out := make([]Candidate, 0, s.count(gs...)+len(s.cands)/4)
+	for k := range s.cands {
+		if slices.Contains(gs, s.groups[k]) {
+			out = append(out, s.cands[k])
+		}
+	}
+	return out
 }
 
 // lastSaid reports whether v's last report, whatever its age, said one of
@@ -189,40 +297,6 @@ func lastSaid(v *View, codes ...Code) bool {
 		}
 	}
 	return false
-}
-
-// addNear adds the next tier's upstreams that tier lo does not outrank:
-// those within the hysteresis of its highest score.
-func (pl *Plan) addNear(byTier [][]Candidate, lo Tier) {
-	if lo == 4 {
-		return
-	}
-	highest := byTier[lo][0].Score
-	for _, c := range byTier[lo][1:] {
-		highest = max(highest, c.Score)
-	}
-	for _, c := range byTier[lo+1] {
-		if c.Score <= highest+pl.Hysteresis {
-			pl.Top, pl.Candidates = lo+1, append(pl.Candidates, c)
-		}
-	}
-}
-
-// addLone adds, to a plan of a single upstream, the whole next non-empty
-// tier: a lone best upstream would take every request until the next
-// report. Its lead is believed for LoneLead after its report.
-func (pl *Plan) addLone(byTier [][]Candidate, lo Tier, now int64) {
-	if len(pl.Candidates) != 1 {
-		return
-	}
-	for hi := lo + 1; hi <= 4; hi++ {
-		if len(byTier[hi]) > 0 {
-			pl.Top, pl.Candidates = hi, append(pl.Candidates, byTier[hi]...)
-			v := pl.Candidates[0].view
-			pl.Lone = v == nil || now-v.ReceivedAt <= LoneLead
-			return
-		}
-	}
 }
 
 // judge returns the candidate's score and tier with inflight of the

@@ -1,4 +1,4 @@
-package caddymodule
+package board
 
 import (
 	"time"
@@ -6,24 +6,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/rank"
 )
 
-// boardCollector exports a board's view of its upstreams. A board has one,
+// collector exports a board's view of its upstreams. A board has one,
 // registered once per config's registry, so two policies on one pool never
 // emit the same series twice.
-type boardCollector struct {
-	b                                                                       *board
+type collector struct {
+	b                                                                       *Board
 	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
 	resumes                                                                 *prometheus.Desc
 }
 
-func newBoardCollector(b *board) *boardCollector {
+// Collector is the board's Prometheus collector.
+func (b *Board) Collector() prometheus.Collector { return b.collector }
+
+func newCollector(b *Board) *collector {
 	labels := prometheus.Labels{"pool": b.name}
 	desc := func(name, help string, variable ...string) *prometheus.Desc {
 		return prometheus.NewDesc("edgetier_"+name, help, variable, labels)
 	}
-	return &boardCollector{
+	return &collector{
 		b:              b,
 		score:          desc("upstream_score", "Load score, 0 to 100, corrected by the proxy's own in-flight requests.", "upstream"),
 		tier:           desc("upstream_tier", "Tier, 1 (lightly loaded) to 4 (critical); 0 before a trusted report.", "upstream"),
@@ -44,29 +48,28 @@ func newBoardCollector(b *board) *boardCollector {
 	}
 }
 
-func (c *boardCollector) all() []*prometheus.Desc {
+func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
 		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow}
 }
 
 // Describe implements prometheus.Collector.
-func (c *boardCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.all() {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
-	cfg := c.b.cfg.Load()
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	list := c.b.sorted()
+	list := c.b.Edges()
 	ch <- prometheus.MustNewConstMetric(c.upCount, prometheus.GaugeValue, float64(len(list)))
-	for i, outcome := range resumeOutcomes {
-		ch <- prometheus.MustNewConstMetric(c.resumes, prometheus.CounterValue, float64(c.b.resumes[i].Load()), outcome)
+	for o := range numOutcomes {
+		ch <- prometheus.MustNewConstMetric(c.resumes, prometheus.CounterValue, float64(c.b.resumes[o].Load()), outcomeLabels[o])
 	}
 	for _, e := range list {
-		st := e.status(cfg, now)
+		st := e.Status(now)
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{e.dial}, labels...)...)
 		}
@@ -75,7 +78,7 @@ func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.score, st.Score)
 		gauge(c.tier, float64(st.Tier))
-		for i, name := range componentNames {
+		for i, name := range rank.ComponentNames {
 			gauge(c.load, st.Components[i]/100, name)
 		}
 		if st.ReportAge >= 0 {
@@ -87,18 +90,18 @@ func (c *boardCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range []edgeagent.State{edgeagent.StateReady, edgeagent.StateDrain, edgeagent.StateMaint} {
 			gauge(c.state, boolFloat(st.State == s), string(s))
 		}
-		for kind, label := range selectionLabels {
-			counter(c.selections, e.selections[kind].Load(), label)
+		for kind, label := range rank.KindLabels {
+			counter(c.selections, st.Selections[kind], label)
 		}
-		for _, reason := range reportErrorReasons {
-			counter(c.reportErrors, e.errors[reason].Load(), reason)
+		for r, label := range reasonLabels {
+			counter(c.reportErrors, e.errors[r].Load(), label)
 		}
 		counter(c.polls, e.polls.Load())
 		counter(c.streamFailures, e.failures.Load())
-		if l := e.latency.base.Load(); l > 0 {
-			gauge(c.latency, time.Duration(l).Seconds())
+		if st.Latency.Base > 0 {
+			gauge(c.latency, time.Duration(st.Latency.Base).Seconds())
 		}
-		gauge(c.slow, boolFloat(e.latency.slow.Load()))
+		gauge(c.slow, boolFloat(st.Slow))
 	}
 }
 
@@ -107,49 +110,4 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// upstreamStatus is the board's view of one upstream for metrics and the
-// dashboard.
-type upstreamStatus struct {
-	Upstream   string
-	Edge       string // as the agent names itself: display only
-	State      edgeagent.State
-	Score      float64
-	Tier       int
-	Components [numComponents]float64
-	ReportAge  float64 // seconds; -1 before the first report
-	Stale      bool
-	Down       bool
-	Trusted    bool
-	InFlight   int
-	Report     *edgeagent.Report
-}
-
-func (e *entry) status(cfg *boardConfig, now time.Time) upstreamStatus {
-	st := upstreamStatus{Upstream: e.dial, ReportAge: -1, Stale: true}
-	if u := e.upstream.Load(); u != nil && u.Host != nil {
-		st.InFlight = u.NumRequests()
-	}
-	v := e.view.Load()
-	if v == nil {
-		return st
-	}
-	st.Down = v.down
-	if v.receivedAt == 0 {
-		return st
-	}
-	rep := v.report
-	st.Report = &rep
-	st.Edge, st.State = rep.Edge, rep.State
-	st.ReportAge = now.Sub(time.Unix(0, v.receivedAt)).Seconds()
-	st.Stale = st.ReportAge > cfg.StaleAfter.Seconds()
-	st.Trusted = v.trusted && !v.down
-	st.Components = v.comp
-	st.Score = v.correctedScore(st.InFlight)
-	st.Components[compStreams] = clamp100(correctedStreams(rep.Streams, v.inflightAtReport, st.InFlight) * v.streamsScale)
-	if st.Trusted {
-		st.Tier = tierOf(st.Score, v.tier, cfg.Thresholds, cfg.Hysteresis)
-	}
-	return st
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package board
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ type Event struct {
 	Seq      uint64    `json:"seq"`
 	Time     time.Time `json:"time"`
 	Upstream string    `json:"upstream"`
-	Kind     string    `json:"kind"` // tier, stale, down, up, state, failure, resume
+	Kind     string    `json:"kind"` // tier, stale, down, up, state, slow, failure, resume
 	Message  string    `json:"message"`
 }
 
@@ -26,7 +26,9 @@ type eventLog struct {
 
 const eventLogSize = 200
 
-func (l *eventLog) add(upstream, kind, format string, args ...any) {
+// AddEvent records an event about upstream.
+func (b *Board) AddEvent(upstream, kind, format string, args ...any) {
+	l := &b.events
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
@@ -39,8 +41,9 @@ func (l *eventLog) add(upstream, kind, format string, args ...any) {
 	l.next = (l.next + 1) % eventLogSize
 }
 
-// since returns the events after seq, oldest first, and the latest seq.
-func (l *eventLog) since(seq uint64) ([]Event, uint64) {
+// Events returns the events after seq, oldest first.
+func (b *Board) Events(seq uint64) []Event {
+	l := &b.events
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Event
@@ -50,5 +53,5 @@ func (l *eventLog) since(seq uint64) ([]Event, uint64) {
 			out = append(out, ev)
 		}
 	}
-	return out, l.seq
+	return out
 }

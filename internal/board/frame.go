@@ -1,4 +1,4 @@
-package caddymodule
+package board
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/rank"
 )
 
 // FrameSchema is the version of the dashboard frame (JSON at /metrics and
@@ -68,10 +69,10 @@ type EdgeFigures struct {
 	Share float64 `json:"share"`
 }
 
-// frameBuilder turns the board and the balancer's meter into frames,
+// FrameBuilder turns the board and the balancer's meter into frames,
 // keeping what it needs to compute rates between frames.
-type frameBuilder struct {
-	board    *board
+type FrameBuilder struct {
+	board    *Board
 	meter    *edgeagent.Meter
 	host     edgeagent.ResourceSampler
 	interval time.Duration
@@ -86,12 +87,14 @@ type frameBuilder struct {
 	lastMemory float64
 }
 
-func newFrameBuilder(b *board, m *edgeagent.Meter, host edgeagent.ResourceSampler, interval time.Duration) *frameBuilder {
-	return &frameBuilder{board: b, meter: m, host: host, interval: interval, prevSel: map[string]uint64{}}
+// NewFrameBuilder builds frames of b, with the balancer's own figures from
+// its meter m and host sampler, one per interval.
+func NewFrameBuilder(b *Board, m *edgeagent.Meter, host edgeagent.ResourceSampler, interval time.Duration) *FrameBuilder {
+	return &FrameBuilder{board: b, meter: m, host: host, interval: interval, prevSel: map[string]uint64{}}
 }
 
-// frame builds the next frame as JSON.
-func (f *frameBuilder) frame() []byte {
+// Frame builds the next frame as JSON.
+func (f *FrameBuilder) Frame() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
@@ -126,16 +129,15 @@ func (f *frameBuilder) frame() []byte {
 	cancel()
 	fr.LB.CPUPercent, fr.LB.MemoryPercent = f.lastCPU, f.lastMemory
 
-	cfg := f.board.cfg.Load()
 	var selDelta uint64
 	deltas := make([]uint64, 0, 8)
-	for _, e := range f.board.sorted() {
-		st := e.status(cfg, now)
+	for _, e := range f.board.Edges() {
+		st := e.Status(now)
 		ef := EdgeFigures{
-			Upstream: st.Upstream, Edge: st.Edge, State: string(st.State), Tier: st.Tier, Score: st.Score,
-			Stale: st.Stale, InFlight: st.InFlight, Components: make(map[string]float64, numComponents),
+			Upstream: st.Upstream, Edge: st.Edge, State: string(st.State), Tier: int(st.Tier), Score: st.Score,
+			Stale: st.Stale, InFlight: st.InFlight, Components: make(map[string]float64, rank.NumComponents),
 		}
-		for i, name := range componentNames {
+		for i, name := range rank.ComponentNames {
 			ef.Components[name] = st.Components[i]
 		}
 		if r := st.Report; r != nil {
@@ -157,9 +159,7 @@ func (f *frameBuilder) frame() []byte {
 		default:
 			ef.Health = "ok"
 		}
-		for k := range e.selections {
-			ef.SelectionsTotal += e.selections[k].Load()
-		}
+		ef.SelectionsTotal = st.TotalSelections()
 		d := ef.SelectionsTotal - f.prevSel[e.dial]
 		f.prevSel[e.dial] = ef.SelectionsTotal
 		deltas = append(deltas, d)
@@ -171,7 +171,7 @@ func (f *frameBuilder) frame() []byte {
 			fr.Edges[i].Share = float64(deltas[i]) / float64(selDelta)
 		}
 	}
-	events, _ := f.board.events.since(0)
+	events := f.board.Events(0)
 	if len(events) > 50 {
 		events = events[len(events)-50:]
 	}

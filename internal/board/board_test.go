@@ -1,4 +1,4 @@
-package caddymodule
+package board
 
 import (
 	"context"
@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/rank"
 )
 
 // fakeAgent serves reports whose body the test controls.
@@ -60,27 +59,65 @@ func (a *fakeAgent) setLoad(load float64, state edgeagent.State) {
 
 func (a *fakeAgent) dial() string { return strings.TrimPrefix(a.srv.URL, "http://") }
 
-// newPolledSetup builds a policy whose board really polls.
-func newPolledSetup(t *testing.T, agents []*fakeAgent, configure func(*TieredSelection)) (*TieredSelection, reverseproxy.UpstreamPool) {
+// fakeUpstream is an upstream whose in-flight count and availability the
+// test sets.
+type fakeUpstream struct {
+	inflight    atomic.Int64
+	unavailable atomic.Bool
+}
+
+func (u *fakeUpstream) Available() bool  { return !u.unavailable.Load() }
+func (u *fakeUpstream) NumRequests() int { return int(u.inflight.Load()) }
+
+// newPolledBoard starts a board that polls every 100 ms.
+func newPolledBoard(t *testing.T, configure func(*Config)) *Board {
 	t.Helper()
-	p := new(TieredSelection)
-	p.Interval = caddy.Duration(100 * time.Millisecond)
+	cfg := DefaultConfig()
+	cfg.Interval, cfg.Timeout = 100*time.Millisecond, 50*time.Millisecond
+	cfg.Scoring.StaleAfter = 300 * time.Millisecond
 	if configure != nil {
-		configure(p)
+		configure(cfg)
 	}
-	p.setDefaults()
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b := newBoard(fmt.Sprintf("polled-%p", p), zap.NewNop())
+	b := New(fmt.Sprintf("polled-%s", t.Name()), zap.NewNop())
 	t.Cleanup(func() { _ = b.Destruct() })
-	b.configure(p.boardConfig())
-	p.board = b
-	var pool reverseproxy.UpstreamPool
-	for _, a := range agents {
-		pool = append(pool, &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: a.dial()})
+	b.Configure(cfg)
+	return b
+}
+
+// poolOf tracks one upstream per agent (or address) on b.
+func poolOf(b *Board, dials ...string) (*Pool, []Upstream) {
+	ups := make([]Upstream, len(dials))
+	for i := range ups {
+		ups[i] = new(fakeUpstream)
 	}
-	return p, pool
+	return b.Pool(dials, ups), ups
+}
+
+// choose chooses from p as the policy does; -1 for none.
+func choose(p *Pool, ups []Upstream) int {
+	pl := p.Plan()
+	var rng rank.Rand
+	for attempt := 0; ; attempt++ {
+		if pl == nil {
+			pl = p.Replan()
+		}
+		var l rank.Least
+		for k := range pl.Candidates {
+			c := &pl.Candidates[k]
+			if u := ups[c.Index]; u.Available() {
+				l.Offer(pl, c, k, u.NumRequests(), &rng)
+			}
+		}
+		k, kind, ok := pl.Decide(&l, &rng)
+		if ok || attempt == 1 {
+			if k < 0 {
+				return -1
+			}
+			p.Count(pl.Candidates[k].Index, kind)
+			return pl.Candidates[k].Index
+		}
+		pl = nil
+	}
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -99,7 +136,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // its share once its report arrives.
 func TestBoardPollsConcurrently(t *testing.T) {
 	agents := []*fakeAgent{newFakeAgent(t, "tok"), newFakeAgent(t, "tok"), newFakeAgent(t, "tok")}
-	p, pool := newPolledSetup(t, agents, func(p *TieredSelection) { p.Token = "tok" })
+	b := newPolledBoard(t, func(c *Config) { c.Token = "tok" })
+	pool, ups := poolOf(b, agents[0].dial(), agents[1].dial(), agents[2].dial())
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	defer func() {
@@ -124,27 +162,24 @@ func TestBoardPollsConcurrently(t *testing.T) {
 				if k%100 == 0 {
 					time.Sleep(time.Millisecond) // requests arrive, they do not spin
 				}
-				u := p.Select(pool, nil, nil)
-				for i := range pool {
-					if pool[i] == u {
-						picks[i].Add(1)
-					}
+				if i := choose(pool, ups); i >= 0 {
+					picks[i].Add(1)
 				}
 			}
 		}()
 	}
 	waitUntil(t, "every upstream trusted", func() bool {
-		for _, e := range p.board.sorted() {
-			if v := e.view.Load(); v == nil || !v.trusted {
+		for _, e := range b.Edges() {
+			if v := e.View(); v == nil || !v.Trusted {
 				return false
 			}
 		}
-		return len(p.board.sorted()) == 3
+		return len(b.Edges()) == 3
 	})
 	agents[0].setLoad(95, edgeagent.StateReady)
 	waitUntil(t, "the loaded upstream in tier 3", func() bool {
-		v := p.board.entries.Load().byDial[agents[0].dial()].view.Load()
-		return v != nil && v.tier == 3
+		v := b.edge(agents[0].dial()).View()
+		return v != nil && v.Tier == 3
 	})
 	for i := range picks {
 		picks[i].Store(0)
@@ -161,12 +196,10 @@ func TestBoardPollsConcurrently(t *testing.T) {
 // counted reason and the last good report is kept until it goes stale.
 func TestBoardBadReports(t *testing.T) {
 	a := newFakeAgent(t, "")
-	p, pool := newPolledSetup(t, []*fakeAgent{a}, nil)
-	p.Select(pool, nil, nil)
-	e := p.board.entries.Load().byDial[a.dial()]
-	waitUntil(t, "trusted", func() bool { v := e.view.Load(); return v != nil && v.trusted })
-	good := e.view.Load().report.Seq
-	_ = good
+	b := newPolledBoard(t, nil)
+	poolOf(b, a.dial())
+	e := b.edge(a.dial())
+	waitUntil(t, "trusted", func() bool { v := e.View(); return v != nil && v.Trusted })
 	future := time.Now().Add(100 * 365 * 24 * time.Hour).Format(time.RFC3339)
 	cases := []struct{ body, reason string }{
 		{`{"schema":"1.0","timestamp":"2026-01-01T00:00:00Z","state":"ready","cpu_percent":1e400}`, edgeagent.ReasonMalformed},
@@ -178,28 +211,29 @@ func TestBoardBadReports(t *testing.T) {
 		{`{"schema":"2.0","timestamp":"2026-01-01T00:00:00Z","state":"ready"}`, edgeagent.ReasonSchema},
 	}
 	for _, c := range cases {
-		before := e.errors[c.reason].Load()
+		r := decodeReason(c.reason)
+		before := e.errors[r].Load()
 		a.body.Store(c.body)
-		waitUntil(t, "a "+c.reason+" rejection", func() bool { return e.errors[c.reason].Load() > before })
-		if v := e.view.Load(); v == nil || v.report.Edge != "fake" {
+		waitUntil(t, "a "+c.reason+" rejection", func() bool { return e.errors[r].Load() > before })
+		if v := e.View(); v == nil || v.Report.Edge != "fake" {
 			t.Fatalf("after %s the last good report is gone", c.reason)
 		}
 	}
 	// Timestamps far away are accepted: freshness is judged by the LB's clock.
 	a.body.Store(`{"schema":"1.0","edge":"past","timestamp":"1971-01-01T00:00:00Z","state":"ready","cpu_percent":3}`)
-	waitUntil(t, "the report from the past", func() bool { return e.view.Load().report.Edge == "past" })
+	waitUntil(t, "the report from the past", func() bool { return e.View().Report.Edge == "past" })
 	a.body.Store(`{"schema":"1.0","edge":"skewed","timestamp":"` + future + `","state":"ready","cpu_percent":3}`)
-	waitUntil(t, "the skewed report", func() bool { return e.view.Load().report.Edge == "skewed" })
-	waitUntil(t, "the skewed report trusted", func() bool { v := e.view.Load(); return v.trusted })
+	waitUntil(t, "the skewed report", func() bool { return e.View().Report.Edge == "skewed" })
+	waitUntil(t, "the skewed report trusted", func() bool { return e.View().Trusted })
 	// A hung agent: polls time out (counted), the report goes stale and the
 	// upstream becomes unknown, neither down nor trusted.
 	a.hang.Store(true)
 	waitUntil(t, "a timeout", func() bool { return e.errors[reasonTimeout].Load() > 0 })
 	waitUntil(t, "staleness", func() bool {
-		return !e.view.Load().usable(time.Now().UnixNano(), p.board.cfg.Load().StaleAfter)
+		return e.View().Code(time.Now().UnixNano(), int64(b.Config().Scoring.StaleAfter)) != rank.CodeTrusted
 	})
-	if v := e.view.Load(); v.down || v.report.Edge != "skewed" {
-		t.Errorf("hung agent: view down=%v edge=%q, want the last report kept and not down", v.down, v.report.Edge)
+	if v := e.View(); v.Down || v.Report.Edge != "skewed" {
+		t.Errorf("hung agent: view down=%v edge=%q, want the last report kept and not down", v.Down, v.Report.Edge)
 	}
 	a.hang.Store(false)
 }
@@ -214,18 +248,16 @@ func TestBoardRefusedOwnAddressIsDown(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	p, _ := newPolledSetup(t, nil, nil)
-	own := &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: dead}
-	p.Select(reverseproxy.UpstreamPool{own}, nil, nil)
-	e := p.board.entries.Load().byDial[dead]
-	waitUntil(t, "down", func() bool { v := e.view.Load(); return v != nil && v.down })
+	b := newPolledBoard(t, nil)
+	poolOf(b, dead)
+	e := b.edge(dead)
+	waitUntil(t, "down", func() bool { v := e.View(); return v != nil && v.Down })
 
-	p2, _ := newPolledSetup(t, nil, func(p *TieredSelection) { p.ReportURL = "http://" + dead + "/_edgetier/load?for={upstream}" })
-	other := &reverseproxy.Upstream{Host: new(reverseproxy.Host), Dial: "127.0.0.1:1"}
-	p2.Select(reverseproxy.UpstreamPool{other}, nil, nil)
-	e2 := p2.board.entries.Load().byDial["127.0.0.1:1"]
+	b2 := newPolledBoard(t, func(c *Config) { c.ReportURL = "http://" + dead + "/_edgetier/load?for={upstream}" })
+	poolOf(b2, "127.0.0.1:1")
+	e2 := b2.edge("127.0.0.1:1")
 	waitUntil(t, "a refused poll", func() bool { return e2.errors[reasonRefused].Load() > 0 })
-	if v := e2.view.Load(); v != nil && v.down {
+	if v := e2.View(); v != nil && v.Down {
 		t.Fatal("an upstream whose separate agent refuses was marked down")
 	}
 }
@@ -234,13 +266,10 @@ func TestBoardRefusedOwnAddressIsDown(t *testing.T) {
 // stops being polled after forget_after.
 func TestBoardForgetsUnseenUpstreams(t *testing.T) {
 	a := newFakeAgent(t, "")
-	p, pool := newPolledSetup(t, []*fakeAgent{a}, func(p *TieredSelection) {
-		p.StaleAfter = caddy.Duration(300 * time.Millisecond)
-		p.ForgetAfter = caddy.Duration(time.Second)
-	})
-	p.Select(pool, nil, nil)
+	b := newPolledBoard(t, func(c *Config) { c.ForgetAfter = time.Second })
+	poolOf(b, a.dial())
 	waitUntil(t, "polls", func() bool { return a.hits.Load() >= 3 })
-	waitUntil(t, "the upstream to be forgotten", func() bool { return len(p.board.sorted()) == 0 })
+	waitUntil(t, "the upstream to be forgotten", func() bool { return len(b.Edges()) == 0 })
 	hits := a.hits.Load()
 	time.Sleep(400 * time.Millisecond)
 	if a.hits.Load() > hits+1 {
@@ -255,13 +284,13 @@ func TestAgentStringsStayText(t *testing.T) {
 	const name = `{env.HOME}{http.request.host}<img src=x onerror=alert(1)>`
 	body, _ := json.Marshal(edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: name, Timestamp: time.Now(), State: edgeagent.StateReady})
 	a.body.Store(string(body))
-	p, pool := newPolledSetup(t, []*fakeAgent{a}, nil)
-	p.Select(pool, nil, nil)
-	e := p.board.entries.Load().byDial[a.dial()]
-	waitUntil(t, "the report", func() bool { v := e.view.Load(); return v != nil && v.report.Edge == name })
-	fb := newFrameBuilder(p.board, new(edgeagent.Meter), fixedHost{}, time.Second)
+	b := newPolledBoard(t, nil)
+	poolOf(b, a.dial())
+	e := b.edge(a.dial())
+	waitUntil(t, "the report", func() bool { v := e.View(); return v != nil && v.Report.Edge == name })
+	fb := NewFrameBuilder(b, new(edgeagent.Meter), fixedHost{}, time.Second)
 	var f Frame
-	if err := json.Unmarshal(fb.frame(), &f); err != nil {
+	if err := json.Unmarshal(fb.Frame(), &f); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.Edges) != 1 || f.Edges[0].Edge != name || f.Edges[0].Upstream != a.dial() {

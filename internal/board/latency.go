@@ -1,0 +1,136 @@
+package board
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/edgetier/edgetier/internal/rank"
+)
+
+// What the proxy itself sees of each upstream's time to first byte, fed by
+// the edgetier transport, over the last latencyWindow to twice that (two
+// buckets); rank.Latency says what the measures mean.
+const (
+	latencyWindow  = 5 * time.Second // long enough for a few answers of an idle edge
+	latencySamples = 3               // answers in the window before the measures count
+	averageWeight  = 0.1             // of a new answer in the moving averages: about ten answers
+)
+
+// latency is one upstream's measures. Observations come from every proxied
+// request, concurrently; a sample lost to a rotation is harmless.
+type latency struct {
+	cur, prev   atomic.Int64 // minimum nanoseconds; 0: no sample
+	nCur, nPrev atomic.Int64
+	average     atomic.Int64 // moving average of answers; 0: reset (no sample for a window)
+	perRequest  atomic.Int64 // moving average of answer / in flight; 0: reset
+	measures    atomic.Pointer[rank.Latency]
+	slow        atomic.Bool // clearly slower than the pool's best
+	announced   atomic.Bool // a slow episode was reported
+	// probation: it was slow and its window emptied. It is tried again
+	// one request at a time until its measures count, so a starved edge,
+	// whose answers take long to come back, is not sent a crowd meanwhile.
+	probation atomic.Bool
+}
+
+// observe records one answer's time to first byte d, for a request sent
+// with inflight of ours in flight to the upstream (itself included).
+func (l *latency) observe(d time.Duration, inflight int) {
+	n := max(int64(d), 1)
+	for {
+		old := l.cur.Load()
+		if old != 0 && old <= n {
+			break
+		}
+		if l.cur.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	l.nCur.Add(1)
+	movingAverage(&l.average, float64(n))
+	movingAverage(&l.perRequest, float64(n)/float64(max(inflight, 1)))
+}
+
+func movingAverage(a *atomic.Int64, sample float64) {
+	if prev := a.Load(); prev > 0 {
+		sample = float64(prev) + averageWeight*(sample-float64(prev))
+	}
+	a.Store(max(int64(sample), 1))
+}
+
+// rotate starts a new window. An upstream without a sample for a whole
+// window starts its averages afresh, so a recovered edge is judged by its
+// new answers, not by a memory of its slow ones.
+func (l *latency) rotate() {
+	l.prev.Store(l.cur.Swap(0))
+	n := l.nCur.Swap(0)
+	l.nPrev.Store(n)
+	if n == 0 {
+		l.average.Store(0)
+		l.perRequest.Store(0)
+	}
+}
+
+// refresh recomputes the measures from the windows.
+func (l *latency) refresh() rank.Latency {
+	var m rank.Latency
+	if l.nCur.Load()+l.nPrev.Load() >= latencySamples {
+		for _, v := range []int64{l.cur.Load(), l.prev.Load()} {
+			if v > 0 && (m.Base == 0 || v < m.Base) {
+				m.Base = v
+			}
+		}
+		m.Typical, m.Service = l.average.Load(), l.perRequest.Load()
+	}
+	l.measures.Store(&m)
+	return m
+}
+
+// current is the measures as of the last refresh.
+func (l *latency) current() rank.Latency {
+	if m := l.measures.Load(); m != nil {
+		return *m
+	}
+	return rank.Latency{}
+}
+
+// ObserveLatency records the time to first byte of a request to dial,
+// sent with inflight of ours in flight to it.
+func (b *Board) ObserveLatency(dial string, d time.Duration, inflight int) {
+	if e := b.edge(dial); e != nil {
+		e.latency.observe(d, inflight)
+	}
+}
+
+// judgeLatencies refreshes every upstream's measures and marks the clearly
+// slower ones (each tick; rotate starts a window).
+func (b *Board) judgeLatencies(rotate bool) {
+	list := b.Edges()
+	ms := make([]rank.Latency, len(list))
+	for i, e := range list {
+		if rotate {
+			e.latency.rotate()
+		}
+		ms[i] = e.latency.refresh()
+	}
+	best := rank.BestLatency(ms)
+	for i, e := range list {
+		m := ms[i]
+		slow := m.SlowerThan(best)
+		e.latency.probation.Store(m.Base == 0 && e.latency.announced.Load())
+		e.latency.slow.Store(slow)
+		// Said once per episode: a slow edge's window empties while it is
+		// kept off, and it is probed again, without news.
+		switch {
+		case slow && !e.latency.announced.Load():
+			e.latency.announced.Store(true)
+			b.AddEvent(e.dial, "slow", "answers in %s at best, %s typically, %s per request in flight (the pool's best: %s, %s, %s): kept off while others serve",
+				rounded(m.Base), rounded(m.Typical), rounded(m.Service), rounded(best.Base), rounded(best.Typical), rounded(best.Service))
+		case !slow && m.Base > 0 && e.latency.announced.Load():
+			e.latency.announced.Store(false)
+			b.AddEvent(e.dial, "slow", "no longer clearly slower (%s at best)", rounded(m.Base))
+		}
+	}
+}
+
+// rounded is n nanoseconds for a message.
+func rounded(n int64) time.Duration { return time.Duration(n).Round(100 * time.Microsecond) }

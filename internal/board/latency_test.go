@@ -1,0 +1,140 @@
+package board
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
+
+func TestLatencyBaseIsWindowedMinimum(t *testing.T) {
+	ms := func(n float64) time.Duration { return time.Duration(n * float64(time.Millisecond)) }
+	var l latency
+	l.observe(ms(30), 1)
+	l.observe(ms(4), 1)
+	if got := l.refresh().Base; got != 0 {
+		t.Fatalf("base after 2 samples = %v, want unknown (0) until %d", time.Duration(got), latencySamples)
+	}
+	l.observe(ms(55), 1) // a slow answer now and then does not move the base
+	if got := l.refresh().Base; got != int64(ms(4)) {
+		t.Fatalf("base = %v, want the fastest answer, 4ms", time.Duration(got))
+	}
+	l.rotate()
+	if got := l.refresh().Base; got != int64(ms(4)) {
+		t.Fatalf("base one window later = %v, want 4ms still (two windows)", time.Duration(got))
+	}
+	l.rotate()
+	if m := l.refresh(); m.Base != 0 || m.Typical != 0 || l.average.Load() != 0 {
+		t.Fatalf("two windows without samples: %+v, average %v; want all forgotten", m, time.Duration(l.average.Load()))
+	}
+}
+
+// unpolledPool is a pool of n upstreams on a board whose agents never
+// answer: the test hands reports to the edges itself.
+func unpolledPool(t *testing.T, n int) (*Board, *Pool, []Upstream) {
+	b := newPolledBoard(t, func(c *Config) {
+		c.ReportURL = "http://127.0.0.1:9/_edgetier/load?for={upstream}"
+		c.Scoring.StaleAfter = time.Minute
+	})
+	dials := make([]string, n)
+	for i := range dials {
+		dials[i] = fmt.Sprintf("127.0.0.%d:1", i+1)
+	}
+	pool, ups := poolOf(b, dials...)
+	return b, pool, ups
+}
+
+// report hands upstream i a report whose every component is load, twice.
+func report(b *Board, dial string, load float64) {
+	e := b.edge(dial)
+	for k := 0; k < 2; k++ {
+		rep := edgeagent.Report{Schema: edgeagent.SchemaVersion, State: edgeagent.StateReady, CPUPercent: load, MemoryPercent: load,
+			RequestsPerSecond: load * 2, Streams: load, ResponseTimeSeconds: load / 200}
+		e.accept(b.Config(), rep)
+	}
+}
+
+func shares(p *Pool, ups []Upstream, n int) []float64 {
+	s := make([]float64, len(ups))
+	for k := 0; k < n; k++ {
+		if i := choose(p, ups); i >= 0 {
+			s[i] += 1 / float64(n)
+		}
+	}
+	return s
+}
+
+// TestSlowUpstreamKeptOff: an upstream whose fastest answers are much
+// slower than the pool's gets nothing while others can serve, even when its
+// report puts it alone in the best tier (its agent cannot see the delay);
+// differences of load and noise change nothing; when it is all that is
+// left, it serves.
+func TestSlowUpstreamKeptOff(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name    string
+		loads   []float64
+		fastest []time.Duration // of each upstream's answers; nil: starved
+		check   func(s []float64) bool
+	}{
+		{"slow and alone in the best tier", []float64{5, 30, 35}, []time.Duration{53 * ms, 3 * ms, 3 * ms},
+			func(s []float64) bool { return s[0] == 0 && s[1] > 0.4 && s[2] > 0.4 }},
+		{"slow in one tier with the others", []float64{10, 10, 10}, []time.Duration{53 * ms, 3 * ms, 3 * ms},
+			func(s []float64) bool { return s[0] == 0 }},
+		{"starved: fast now and then, mostly slow", []float64{10, 10, 10}, nil,
+			func(s []float64) bool { return s[0] == 0 }},
+		{"differences below the bar change nothing", []float64{10, 10, 10}, []time.Duration{9 * ms, 3 * ms, 2 * ms},
+			func(s []float64) bool {
+				for _, v := range s {
+					if v < 0.28 || v > 0.39 {
+						return false
+					}
+				}
+				return true
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, pool, ups := unpolledPool(t, len(tt.loads))
+			for i, load := range tt.loads {
+				e := b.edge(fmt.Sprintf("127.0.0.%d:1", i+1))
+				report(b, e.dial, load)
+				if tt.fastest == nil { // starved: upstream 0 answers in 2 ms once, then in 300 ms
+					answers := []time.Duration{3 * ms, 4 * ms, 3 * ms, 5 * ms, 4 * ms}
+					if i == 0 {
+						answers = []time.Duration{2 * ms, 300 * ms, 300 * ms, 300 * ms, 300 * ms}
+					}
+					for _, d := range answers {
+						e.latency.observe(d, 1)
+					}
+					continue
+				}
+				for k := 0; k < latencySamples; k++ {
+					e.latency.observe(tt.fastest[i]+time.Duration(k)*ms, 1)
+				}
+			}
+			b.judgeLatencies(false)
+			if s := shares(pool, ups, 6000); !tt.check(s) {
+				t.Errorf("shares %.3f", s)
+			}
+		})
+	}
+	t.Run("only slow upstreams left", func(t *testing.T) {
+		b, pool, ups := unpolledPool(t, 2)
+		for i := range ups {
+			report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
+		}
+		for k := 0; k < latencySamples; k++ {
+			b.edge("127.0.0.1:1").latency.observe(53*ms, 1)
+			b.edge("127.0.0.2:1").latency.observe(3*ms, 1)
+		}
+		b.judgeLatencies(false)
+		ups[1].(*fakeUpstream).unavailable.Store(true) // the fast one is full
+		for k := 0; k < 100; k++ {
+			if i := choose(pool, ups); i != 0 {
+				t.Fatalf("chose %d, want the slow upstream, the only one available", i)
+			}
+		}
+	})
+}
