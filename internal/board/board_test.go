@@ -93,33 +93,6 @@ func poolOf(b *Board, dials ...string) (*Pool, []Upstream) {
 	return b.Pool(dials, ups), ups
 }
 
-// choose chooses from p as the policy does; -1 for none.
-func choose(p *Pool, ups []Upstream) int {
-	pl := p.Plan()
-	var rng rank.Rand
-	for attempt := 0; ; attempt++ {
-		if pl == nil {
-			pl = p.Replan()
-		}
-		var l rank.Least
-		for k := range pl.Candidates {
-			c := &pl.Candidates[k]
-			if u := ups[c.Index]; u.Available() {
-				l.Offer(pl, c, k, u.NumRequests(), &rng)
-			}
-		}
-		k, kind, ok := pl.Decide(&l, &rng)
-		if ok || attempt == 1 {
-			if k < 0 {
-				return -1
-			}
-			p.Count(pl.Candidates[k].Index, kind)
-			return pl.Candidates[k].Index
-		}
-		pl = nil
-	}
-}
-
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -137,7 +110,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestBoardPollsConcurrently(t *testing.T) {
 	agents := []*fakeAgent{newFakeAgent(t, "tok"), newFakeAgent(t, "tok"), newFakeAgent(t, "tok")}
 	b := newPolledBoard(t, func(c *Config) { c.Token = "tok" })
-	pool, ups := poolOf(b, agents[0].dial(), agents[1].dial(), agents[2].dial())
+	pool, _ := poolOf(b, agents[0].dial(), agents[1].dial(), agents[2].dial())
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	defer func() {
@@ -162,7 +135,7 @@ func TestBoardPollsConcurrently(t *testing.T) {
 				if k%100 == 0 {
 					time.Sleep(time.Millisecond) // requests arrive, they do not spin
 				}
-				if i := choose(pool, ups); i >= 0 {
+				if i := pool.Choose(); i >= 0 {
 					picks[i].Add(1)
 				}
 			}

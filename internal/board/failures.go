@@ -59,20 +59,8 @@ func (b *Board) Pick(exclude []string) Upstream {
 	if len(ups) == 0 {
 		return nil
 	}
-	pool := b.Pool(dials, ups)
-	pl := pool.Replan()
-	var rng rank.Rand
-	var l rank.Least
-	for k := range pl.Candidates {
-		c := &pl.Candidates[k]
-		if u := ups[c.Index]; u.Available() {
-			l.Offer(pl, c, k, u.NumRequests(), &rng)
-		}
+	if i := b.Pool(dials, ups).Choose(); i >= 0 {
+		return ups[i]
 	}
-	k, kind, _ := pl.Decide(&l, &rng)
-	if k < 0 {
-		return nil
-	}
-	pool.Count(pl.Candidates[k].Index, kind)
-	return ups[pl.Candidates[k].Index]
+	return nil
 }

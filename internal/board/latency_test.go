@@ -58,7 +58,7 @@ func report(b *Board, dial string, load float64) {
 func shares(p *Pool, ups []Upstream, n int) []float64 {
 	s := make([]float64, len(ups))
 	for k := 0; k < n; k++ {
-		if i := choose(p, ups); i >= 0 {
+		if i := p.Choose(); i >= 0 {
 			s[i] += 1 / float64(n)
 		}
 	}
@@ -132,7 +132,7 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 		b.judgeLatencies(false)
 		ups[1].(*fakeUpstream).unavailable.Store(true) // the fast one is full
 		for k := 0; k < 100; k++ {
-			if i := choose(pool, ups); i != 0 {
+			if i := pool.Choose(); i != 0 {
 				t.Fatalf("chose %d, want the slow upstream, the only one available", i)
 			}
 		}

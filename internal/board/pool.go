@@ -75,3 +75,36 @@ func (p *Pool) Count(i int, kind rank.Kind) {
 		e.selections[kind].Add(1)
 	}
 }
+
+// Choose chooses one of the pool's upstreams by the tiered rule (rank's
+// Least and Decide) from its plan, planning again when the plan no longer
+// fits what it sees; it counts the choice and returns its index, -1 for
+// none. The policy's Select does the same over Caddy's own upstream type:
+// a call through the Upstream interface per candidate would cost it more
+// than the rest of a choice.
+func (p *Pool) Choose() int {
+	pl := p.Plan()
+	var rng rank.Rand
+	for attempt := 0; ; attempt++ {
+		if pl == nil {
+			pl = p.Replan()
+		}
+		var l rank.Least
+		for k := range pl.Candidates {
+			c := &pl.Candidates[k]
+			if u := p.ups[c.Index]; u.Available() {
+				l.Offer(pl, c, k, u.NumRequests(), &rng)
+			}
+		}
+		k, kind, ok := pl.Decide(&l, &rng)
+		if ok || attempt == 1 {
+			if k < 0 {
+				return -1
+			}
+			i := pl.Candidates[k].Index
+			p.Count(i, kind)
+			return i
+		}
+		pl = nil
+	}
+}
