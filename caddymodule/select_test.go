@@ -17,7 +17,8 @@ import (
 )
 
 // testReports hands the policy's board reports of a load the test sets per
-// upstream, as its poller would.
+// upstream, as its poller would: every component at that load, so the
+// score is the load.
 type testReports struct {
 	b    *board.Board
 	load map[string]*atomic.Int64 // by upstream
@@ -28,7 +29,9 @@ type testReports struct {
 func (r *testReports) send(dial string) {
 	l := float64(r.load[dial].Load())
 	r.b.Report(dial, edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: "test", Timestamp: time.Now(), Seq: r.seq.Add(1),
-		State: edgeagent.StateReady, CPUPercent: l, MemoryPercent: l, IntervalSeconds: 1})
+		State: edgeagent.StateReady, IntervalSeconds: 1, CPUPercent: l, MemoryPercent: l,
+		RequestsPerSecond: l / 100 * rank.DefaultCapacity.Requests, Streams: l / 100 * rank.DefaultCapacity.Streams,
+		ResponseTimeSeconds: l / 100 * rank.DefaultCapacity.ResponseTime})
 }
 
 // newTestPolicy provisions a tiered policy on its own board for n

@@ -255,9 +255,14 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	if len(pool) == 0 {
 		return nil
 	}
-	bp := p.resolve(pool)
-	pl := bp.Plan()
-	var rng rank.Rand
+	var bp *board.Pool
+	var pl *rank.Plan
+	if c := p.cache.Load(); c != nil && len(c.pool) == len(pool) && &c.pool[0] == &pool[0] {
+		bp, pl = c.bp, c.bp.Plan()
+	}
+	if pl == nil {
+		bp, pl = p.resolve(pool)
+	}
 	for attempt := 0; ; attempt++ {
 		if pl == nil {
 			pl = bp.Replan()
@@ -266,10 +271,18 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 		for k := range pl.Candidates {
 			c := &pl.Candidates[k]
 			if u := pool[c.Index]; u.Available() {
-				l.Offer(pl, c, k, u.NumRequests(), &rng)
+				// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
+				switch n := u.NumRequests(); {
+				case c.Special():
+					l.Offer(pl, c, k, n)
+				case l.Empty() || n < l.Least():
+					l.Start(k, n)
+				case n == l.Least():
+					l.Tie(k)
+				}
 			}
 		}
-		k, kind, ok := pl.Decide(&l, &rng)
+		k, kind, ok := pl.Decide(&l)
 		if ok || attempt == 1 {
 			if k < 0 {
 				return nil
@@ -282,13 +295,14 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 	}
 }
 
-// resolve returns the board's pool for pool: the cached one for a static
-// pool (seen twice in a row), else a new one.
-func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *board.Pool {
-	c := p.cache.Load()
-	if c != nil && len(c.pool) == len(pool) && &c.pool[0] == &pool[0] && (c.bp.Plan() != nil || c.bp.Current()) {
+// resolve returns the board's pool for pool, the cached one for a static
+// pool (seen twice in a row), with its plan if it is current (else nil).
+func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) (*board.Pool, *rank.Plan) {
+	if c := p.cache.Load(); c != nil && len(c.pool) == len(pool) && &c.pool[0] == &pool[0] {
 		// A current plan implies a current set of edges.
-		return c.bp
+		if pl := c.bp.Plan(); pl != nil || c.bp.Current() {
+			return c.bp, pl
+		}
 	}
 	bp := p.track(pool)
 	if p.missBase.Swap(pool[0]) == pool[0] {
@@ -296,7 +310,7 @@ func (p *TieredSelection) resolve(pool reverseproxy.UpstreamPool) *board.Pool {
 		// change of the board's upstream set.
 		p.cache.Store(&poolCache{pool: pool, bp: bp})
 	}
-	return bp
+	return bp, nil
 }
 
 // track resolves upstreams to the board's edges, polling new ones.

@@ -77,12 +77,13 @@ type Board struct {
 
 	mu    sync.Mutex            // serialises changes to edges
 	edges atomic.Pointer[edges] // read without locks
-	// clock (unix nanoseconds, advanced every tick) is the board's one
-	// clock: Select judges freshness by it without a system call.
-	clock atomic.Int64
-	// version changes with every view, average, configuration and set of
-	// edges published, so plans built from older ones are not used.
-	version atomic.Uint64
+	// epoch changes with every view, average, configuration and set of
+	// edges published, and every tick of the clock: plans are built for
+	// one, so plans built from older ones are not used. A change is
+	// planned for its new epoch (pending) before that is published, so a
+	// request never finds the current plans out of date.
+	epoch   atomic.Pointer[epoch]
+	pending atomic.Pointer[epoch]
 	average atomic.Pointer[average]
 
 	subsMu sync.Mutex
@@ -97,6 +98,13 @@ type Board struct {
 type edges struct {
 	byDial map[string]*Edge
 	gen    uint64
+}
+
+// epoch is one state of the board, at a time of its clock.
+type epoch struct {
+	// clock (unix nanoseconds, advanced every tick) is the board's one
+	// clock: freshness is judged by it without a system call.
+	clock int64
 }
 
 type average struct {
@@ -127,7 +135,7 @@ func New(name string, logger *zap.Logger) *Board {
 	b.edges.Store(&edges{byDial: map[string]*Edge{}})
 	b.cfg.Store(DefaultConfig())
 	b.average.Store(&average{})
-	b.clock.Store(time.Now().UnixNano())
+	b.epoch.Store(&epoch{clock: time.Now().UnixNano()})
 	b.collector = newCollector(b)
 	go b.janitor()
 	return b
@@ -146,7 +154,7 @@ func (b *Board) Destruct() error {
 // Configure replaces the board's configuration.
 func (b *Board) Configure(cfg *Config) {
 	b.cfg.Store(cfg)
-	b.changed()
+	b.changed(b.clock())
 }
 
 // Config is the board's configuration.
@@ -166,21 +174,36 @@ func (b *Board) Subscribe(fn func()) (cancel func()) {
 	}
 }
 
-// changed publishes a change and tells the subscribers.
-func (b *Board) changed() {
-	b.version.Add(1)
+// clock is the board's clock, unix nanoseconds.
+func (b *Board) clock() int64 { return b.epoch.Load().clock }
+
+// changed publishes a change at clock: the subscribers plan for the new
+// epoch, which is then published.
+func (b *Board) changed(clock int64) {
 	b.subsMu.Lock()
 	defer b.subsMu.Unlock()
+	next := &epoch{clock: clock}
+	b.pending.Store(next)
 	for fn := range b.subs {
 		(*fn)()
 	}
+	b.epoch.Store(next)
+	b.pending.Store(nil)
+}
+
+// planning is the epoch a plan built now is for.
+func (b *Board) planning() *epoch {
+	if e := b.pending.Load(); e != nil {
+		return e
+	}
+	return b.epoch.Load()
 }
 
 // Track returns the board's edge for an upstream, polling its agent from
 // the first time it is seen.
 func (b *Board) Track(dial string, u Upstream) *Edge {
 	if e := b.edges.Load().byDial[dial]; e != nil {
-		e.seen(b.clock.Load(), u)
+		e.seen(b.clock(), u)
 		return e
 	}
 	return b.add(dial, u)
@@ -215,7 +238,7 @@ func (b *Board) add(dial string, u Upstream) *Edge {
 		go e.poll(ctx)
 	}
 	b.mu.Unlock()
-	b.changed()
+	b.changed(b.clock())
 	return e
 }
 
@@ -245,14 +268,13 @@ func (b *Board) janitor() {
 		case <-b.ctx.Done():
 			return
 		case t := <-ticker.C:
-			prev := b.clock.Swap(t.UnixNano())
-			if prev/1e9 != t.Unix() {
+			if b.clock()/1e9 != t.Unix() {
 				b.forgetUnseen(t.UnixNano())
 			}
 			b.updateAverage(t.UnixNano())
 			ticks++
 			b.judgeLatencies(ticks%int(latencyWindow/tick) == 0)
-			b.changed()
+			b.changed(t.UnixNano())
 		}
 	}
 }
@@ -281,7 +303,6 @@ func (b *Board) forgetUnseen(now int64) {
 		b.logger.Info("stopped polling upstream no longer in any pool", zap.String("upstream", dial))
 	}
 	b.edges.Store(next)
-	b.version.Add(1)
 }
 
 // updateAverage recomputes the mean score of trusted fresh upstreams and
@@ -304,12 +325,12 @@ func (b *Board) updateAverage(now int64) {
 	b.average.Store(&average{score: score, fresh: n})
 }
 
-// judge is what the board knows beside the views, for planning.
-func (b *Board) judge() *rank.Judge {
+// judge is what the board knows beside the views, for planning at clock now.
+func (b *Board) judge(now int64) *rank.Judge {
 	cfg := b.cfg.Load()
 	s := &cfg.Scoring
 	return &rank.Judge{
-		Now:        b.clock.Load(),
+		Now:        now,
 		StaleAfter: int64(s.StaleAfter),
 		Average:    b.average.Load().score,
 		PerStream:  s.Weights[rank.Streams] * 100 / s.Capacity.Streams,

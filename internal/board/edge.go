@@ -43,7 +43,7 @@ type Edge struct {
 func newEdge(b *Board, dial string, u Upstream, cfg *Config) (*Edge, error) {
 	e := &Edge{dial: dial, board: b, lastReason: reasonNone}
 	e.upstream.Store(&u)
-	e.lastSeen.Store(b.clock.Load())
+	e.lastSeen.Store(b.clock())
 	target, own, err := reportURL(cfg, dial)
 	if err != nil {
 		return e, err
@@ -88,7 +88,7 @@ func (e *Edge) stop() {
 // setView publishes a new view and tells the subscribers.
 func (e *Edge) setView(v *rank.View) {
 	e.view.Store(v)
-	e.board.changed()
+	e.board.changed(e.board.clock())
 }
 
 // ValidateReportURL says what is wrong with a report URL template, if

@@ -16,11 +16,10 @@ type Pool struct {
 	plan  atomic.Pointer[stampedPlan]
 }
 
-// stampedPlan is a plan and what it was built from.
+// stampedPlan is a plan and the epoch it was built for.
 type stampedPlan struct {
 	*rank.Plan
-	version uint64
-	clock   int64
+	epoch *epoch
 }
 
 // Pool resolves upstreams (with their addresses dials) to the board's
@@ -45,7 +44,7 @@ func (p *Pool) Current() bool { return p.gen == p.b.edges.Load().gen }
 // Decide checks), else nil.
 func (p *Pool) Plan() *rank.Plan {
 	sp := p.plan.Load()
-	if sp == nil || sp.clock != p.b.clock.Load() || sp.version != p.b.version.Load() {
+	if sp == nil || sp.epoch != p.b.epoch.Load() {
 		return nil
 	}
 	return sp.Plan
@@ -53,7 +52,8 @@ func (p *Pool) Plan() *rank.Plan {
 
 // Replan builds the pool's plan from what it sees now and keeps it.
 func (p *Pool) Replan() *rank.Plan {
-	version, j := p.b.version.Load(), p.b.judge()
+	ep := p.b.planning()
+	j := p.b.judge(ep.clock)
 	now := j.Now
 	in := make([]rank.Input, len(p.ups))
 	for i, u := range p.ups {
@@ -65,7 +65,7 @@ func (p *Pool) Replan() *rank.Plan {
 		}
 	}
 	pl := rank.Build(in, j)
-	p.plan.Store(&stampedPlan{Plan: pl, version: version, clock: now})
+	p.plan.Store(&stampedPlan{Plan: pl, epoch: ep})
 	return pl
 }
 
@@ -84,7 +84,6 @@ func (p *Pool) Count(i int, kind rank.Kind) {
 // than the rest of a choice.
 func (p *Pool) Choose() int {
 	pl := p.Plan()
-	var rng rank.Rand
 	for attempt := 0; ; attempt++ {
 		if pl == nil {
 			pl = p.Replan()
@@ -93,10 +92,10 @@ func (p *Pool) Choose() int {
 		for k := range pl.Candidates {
 			c := &pl.Candidates[k]
 			if u := p.ups[c.Index]; u.Available() {
-				l.Offer(pl, c, k, u.NumRequests(), &rng)
+				l.Offer(pl, c, k, u.NumRequests())
 			}
 		}
-		k, kind, ok := pl.Decide(&l, &rng)
+		k, kind, ok := pl.Decide(&l)
 		if ok || attempt == 1 {
 			if k < 0 {
 				return -1

@@ -33,48 +33,74 @@ type Least struct {
 	// the best score offered (ModeSingle)
 	best      int32
 	bestScore float64
+	rng       Rand
 }
 
 // Offer offers candidate k of pl (c = &pl.Candidates[k]), with inflight of
-// the proxy's requests on it, which is available now. It is inlined into
-// the caller's loop for the common case, a candidate busier than the least
-// busy so far.
-func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int, rng *Rand) {
-	if c.special || l.ties == 0 || inflight <= l.least {
-		l.offer(pl, c, k, inflight, rng)
+// the proxy's requests on it, which is available now.
+//
+// Select's loop, the hot path, does the same with the parts inlined:
+// Special candidates go to Offer, the others to Start or Tie by their
+// in-flight count against Least's.
+func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int) {
+	if c.special {
+		l.offerSpecial(pl.th, c, k, inflight)
+		return
+	}
+	switch {
+	case l.ties == 0 || inflight < l.least:
+		l.Start(k, inflight)
+	case inflight == l.least:
+		l.Tie(k)
 	}
 }
 
-func (l *Least) offer(pl *Plan, c *Candidate, k, inflight int, rng *Rand) {
+func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 	switch {
-	case !c.special:
 	case c.Probation && inflight > 0:
-		return
-	case pl.Mode == ModeSingle:
-		if s, _ := c.judge(inflight); l.ties == 0 || s < l.bestScore {
+	case c.single:
+		if s, _ := c.judge(th, inflight); l.ties == 0 || s < l.bestScore {
 			l.best, l.bestScore, l.ties = int32(k), s, 1
 		}
-		return
-	case pl.Lone && k == 0:
+	case c.lone:
 		l.lone, l.loneSeen = inflight, true
-		return
-	}
-	if l.ties == 0 || inflight < l.least {
-		l.least, l.ties, l.pair[0] = inflight, 1, int32(k)
-		return
-	}
-	if inflight == l.least {
-		l.tie(k, rng)
+	case l.ties == 0 || inflight < l.least:
+		l.Start(k, inflight)
+	case inflight == l.least:
+		l.Tie(k)
 	}
 }
 
-// tie keeps candidate k, tied for the fewest in flight, in the pair with
-// the probability that keeps the pair a uniform sample of the ties.
-func (l *Least) tie(k int, rng *Rand) {
+// Special reports whether candidate c needs Offer (probation, the lone
+// candidate, choices 1) rather than Start or Tie.
+func (c *Candidate) Special() bool { return c.special }
+
+// Empty reports whether nothing was offered yet; Least is the fewest in
+// flight offered so far.
+func (l *Least) Empty() bool { return l.ties == 0 }
+
+// Least is the fewest in flight offered so far.
+func (l *Least) Least() int { return l.least }
+
+// Start offers candidate k as the least busy so far, with inflight.
+func (l *Least) Start(k, inflight int) {
+	l.least, l.ties, l.pair[0] = inflight, 1, int32(k)
+}
+
+// Tie offers candidate k as tied with the least busy so far: it is kept
+// in the pair with the probability that keeps the pair a uniform sample of
+// the ties.
+func (l *Least) Tie(k int) {
+	if l.ties == 1 {
+		l.ties, l.pair[1] = 2, int32(k)
+	} else {
+		l.draw(k)
+	}
+}
+
+func (l *Least) draw(k int) {
 	l.ties++
-	if l.ties == 2 {
-		l.pair[1] = int32(k)
-	} else if j := rng.Below(l.ties); j < 2 {
+	if j := l.rng.Below(l.ties); j < 2 {
 		l.pair[j] = int32(k)
 	}
 }
@@ -83,7 +109,13 @@ func (l *Least) tie(k int, rng *Rand) {
 // position in pl.Candidates; -1 for none) and the kind of selection; ok is
 // false when the choice no longer fits the plan, and the caller should
 // build a plan from what it sees now and decide from that.
-func (pl *Plan) Decide(l *Least, rng *Rand) (k int, kind Kind, ok bool) {
+func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
+	if l.ties == 1 && pl.Mode == ModeTiers && !pl.Lone {
+		// The usual case: one least busy candidate, still in its planned tier.
+		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameTierUpTo {
+			return int(l.pair[0]), a.kind, true
+		}
+	}
 	cands := pl.Candidates
 	switch pl.Mode {
 	case ModeNone:
@@ -93,22 +125,22 @@ func (pl *Plan) Decide(l *Least, rng *Rand) (k int, kind Kind, ok bool) {
 			return -1, 0, false
 		}
 		c := &cands[l.best]
-		return int(l.best), c.Kind(c.TierAt(0)), true
+		return int(l.best), c.kind, true
 	case ModeFallback, ModeDrain, ModeDown:
 		if l.ties == 0 {
 			return -1, 0, false
 		}
 		k = int(l.pair[0])
 		if l.ties >= 2 {
-			k = int(l.pair[rng.Below(2)])
+			k = int(l.pair[l.rng.Below(2)])
 		}
 		return k, cands[k].kind, true
 	}
-	if pl.Lone && rng.Below(uint32(len(cands))) < 2 {
+	if pl.Lone && l.rng.Below(uint32(len(cands))) < 2 {
 		if !l.loneSeen {
 			return -1, 0, false
 		}
-		t := cands[0].TierAt(l.lone)
+		t := cands[0].tierAt(pl.th, l.lone)
 		return 0, cands[0].Kind(t), t < pl.Top
 	}
 	if l.ties == 0 {
@@ -116,17 +148,17 @@ func (pl *Plan) Decide(l *Least, rng *Rand) (k int, kind Kind, ok bool) {
 	}
 	a := &cands[l.pair[0]]
 	if l.ties == 1 {
-		t := a.TierAt(l.least)
+		t := a.tierAt(pl.th, l.least)
 		return int(l.pair[0]), a.Kind(t), t <= pl.Top
 	}
-	as, at := a.judge(l.least)
+	as, at := a.judge(pl.th, l.least)
 	b := &cands[l.pair[1]]
-	bs, bt := b.judge(l.least)
+	bs, bt := b.judge(pl.th, l.least)
 	switch {
 	case at > pl.Top && bt > pl.Top:
 		return -1, 0, false
 	case Outranks(at, as, bt, bs, pl.Hysteresis):
-	case Outranks(bt, bs, at, as, pl.Hysteresis), Better(bs, as, pl.Hysteresis, rng):
+	case Outranks(bt, bs, at, as, pl.Hysteresis), Better(bs, as, pl.Hysteresis, &l.rng):
 		return int(l.pair[1]), b.Kind(bt), true
 	}
 	return int(l.pair[0]), a.Kind(at), true

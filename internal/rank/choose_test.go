@@ -65,16 +65,16 @@ func (p *testPool) judge() *Judge {
 
 // choose decides from plan pl as a request would, planning again from the
 // pool as it is now when pl no longer fits; -1 for none.
-func (p *testPool) choose(pl *Plan, rng *Rand) (int, Kind) {
+func (p *testPool) choose(pl *Plan) (int, Kind) {
 	for attempt := 0; ; attempt++ {
 		var l Least
 		for k := range pl.Candidates {
 			c := &pl.Candidates[k]
 			if u := &p.in[c.Index]; u.Available {
-				l.Offer(pl, c, k, u.InFlight, rng)
+				l.Offer(pl, c, k, u.InFlight)
 			}
 		}
-		k, kind, ok := pl.Decide(&l, rng)
+		k, kind, ok := pl.Decide(&l)
 		if ok || attempt == 1 {
 			if k < 0 {
 				return -1, 0
@@ -90,10 +90,9 @@ func (p *testPool) shares(n int, single bool) []float64 {
 	j := p.judge()
 	j.Single = single
 	pl := Build(p.in, j)
-	var rng Rand
 	counts := make([]float64, len(p.in))
 	for k := 0; k < n; k++ {
-		if i, _ := p.choose(pl, &rng); i >= 0 {
+		if i, _ := p.choose(pl); i >= 0 {
 			counts[i]++
 		}
 	}
@@ -332,12 +331,12 @@ func TestChoose(t *testing.T) {
 
 func TestChooseNone(t *testing.T) {
 	p := newTestPool(2, nil)
-	if i, _ := p.choose(Build(nil, p.judge()), new(Rand)); i != -1 {
+	if i, _ := p.choose(Build(nil, p.judge())); i != -1 {
 		t.Fatalf("an empty pool chose %d", i)
 	}
 	p.report(0, 10, edgeagent.StateMaint, 2)
 	p.report(1, 10, edgeagent.StateMaint, 2)
-	if i, _ := p.choose(Build(p.in, p.judge()), new(Rand)); i != -1 {
+	if i, _ := p.choose(Build(p.in, p.judge())); i != -1 {
 		t.Fatalf("chose upstream %d in maintenance", i)
 	}
 }
@@ -346,11 +345,11 @@ func TestChooseKinds(t *testing.T) {
 	p := newTestPool(3, nil)
 	p.report(0, 10, edgeagent.StateReady, 2)
 	p.report(1, 60, edgeagent.StateReady, 2)
-	if _, kind := p.choose(Build(p.in, p.judge()), new(Rand)); kind != KindTier1 {
+	if _, kind := p.choose(Build(p.in, p.judge())); kind != KindTier1 {
 		t.Errorf("kind = %s, want tier 1", KindLabels[kind])
 	}
 	q := newTestPool(2, nil)
-	if _, kind := q.choose(Build(q.in, q.judge()), new(Rand)); kind != KindFallback {
+	if _, kind := q.choose(Build(q.in, q.judge())); kind != KindFallback {
 		t.Errorf("no report anywhere: kind = %s, want fallback", KindLabels[kind])
 	}
 }
@@ -390,9 +389,8 @@ func TestChooseFromAnOldPlan(t *testing.T) {
 				t.Fatalf("plan before the change = %+v, want upstreams 0 and 1 of tier 1", pl)
 			}
 			tt.change(p)
-			var rng Rand
 			for k := 0; k < 200; k++ {
-				if i, _ := p.choose(pl, &rng); !slices.Contains(tt.want, i) {
+				if i, _ := p.choose(pl); !slices.Contains(tt.want, i) {
 					t.Fatalf("chose upstream %d, want one of %v", i, tt.want)
 				}
 			}
@@ -412,14 +410,14 @@ func TestCandidateSpan(t *testing.T) {
 				t.Fatalf("plan = %+v, want one candidate", pl)
 			}
 			c := pl.Candidates[0]
-			if _, tier := c.judge(0); tier != c.tier {
+			if _, tier := c.judge(pl.th, 0); tier != c.tier {
 				t.Errorf("tier with none in flight = %d, planned %d", tier, c.tier)
 			}
-			if _, tier := c.judge(c.sameTierUpTo); tier != c.tier {
+			if _, tier := c.judge(pl.th, c.sameTierUpTo); tier != c.tier {
 				t.Errorf("tier with %d in flight = %d, want %d", c.sameTierUpTo, tier, c.tier)
 			}
 			if c.sameTierUpTo < 1<<20 {
-				if _, tier := c.judge(c.sameTierUpTo + 1); tier == c.tier {
+				if _, tier := c.judge(pl.th, c.sameTierUpTo+1); tier == c.tier {
 					t.Errorf("tier with %d in flight is still %d: the span ends too early", c.sameTierUpTo+1, tier)
 				}
 			}

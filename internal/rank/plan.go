@@ -68,26 +68,27 @@ type Plan struct {
 	// rest the next tier's, and its lead is still believed (LoneLead).
 	Lone       bool
 	Candidates []Candidate
+	th         Thresholds
 }
 
 // Candidate is an upstream of a plan. While the plan is current its view
 // cannot have changed: judging it again needs only the in-flight count.
+// (Fields are ordered for size: Choose reads every candidate.)
 type Candidate struct {
 	Index     int // in the pool
 	Probation bool
-	// special: Offer must look closer (probation, the lone candidate, or
-	// a plan of ModeSingle).
-	special   bool
-	Score     float64 // when planned
-	kind      Kind    // for the fallback modes
-	view      *View   // trusted; nil: counted as average
-	average   float64 // for an upstream without a view
-	perStream float64
-	th        Thresholds
+	// special: Offer must look closer: on probation, the lone candidate
+	// (lone), or a candidate of a plan of ModeSingle (single).
+	special, lone, single bool
 	// tier is its tier with none of the proxy's requests in flight, kept
 	// up to sameTierUpTo of them: Choose need not judge it then.
 	tier         Tier
+	kind         Kind // when chosen from tier, and for the fallback modes
 	sameTierUpTo int
+	Score        float64 // when planned
+	view         *View   // trusted; nil: counted as average
+	average      float64 // for an upstream without a view
+	perStream    float64
 }
 
 // Build plans the choice among a pool's upstreams.
@@ -116,7 +117,7 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 			slowSkipped = true
 			continue
 		}
-		c := Candidate{Index: i, Probation: u.Probation, th: j.Thresholds}
+		c := Candidate{Index: i, Probation: u.Probation}
 		switch u.View.Code(j.Now, j.StaleAfter) {
 		case CodeTrusted:
 			fresh++
@@ -134,19 +135,19 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 		default: // maintenance
 			continue
 		}
-		c.Score, _ = c.judge(u.InFlight)
-		c.tier, c.sameTierUpTo = c.span()
+		c.Score, _ = c.judge(j.Thresholds, u.InFlight)
+		c.tier, c.sameTierUpTo = c.span(j.Thresholds)
 		c.kind = KindOf(c.tier)
 		if c.view == nil {
 			c.kind = KindUnknown
 		}
-		g := group(c.TierAt(u.InFlight))
+		g := group(c.tierAt(j.Thresholds, u.InFlight))
 		if lastSaid(u.View, CodeDrain, CodeMaint, CodeDown) {
 			g += groupStale
 		}
 		sc.add(g, c)
 	}
-	pl := &Plan{Hysteresis: j.Hysteresis}
+	pl := &Plan{Hysteresis: j.Hysteresis, th: j.Thresholds}
 	lo := Tier(1)
 	for lo <= 4 && sc.count(group(lo)) == 0 {
 		lo++
@@ -178,7 +179,8 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 	}
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
-		c.special = c.Probation || pl.Mode == ModeSingle || (pl.Lone && k == 0)
+		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
+		c.special = c.Probation || c.single || c.lone
 	}
 	return pl
 }
@@ -301,27 +303,27 @@ func lastSaid(v *View, codes ...Code) bool {
 
 // judge returns the candidate's score and tier with inflight of the
 // proxy's requests on it.
-func (c *Candidate) judge(inflight int) (float64, Tier) {
+func (c *Candidate) judge(th Thresholds, inflight int) (float64, Tier) {
 	if c.view != nil {
 		s := c.view.Corrected(inflight)
-		return s, c.view.TierAt(s, c.th)
+		return s, c.view.TierAt(s, th)
 	}
 	s := min(c.average+c.perStream*float64(inflight), 100)
-	return s, TierOf(s, c.th)
+	return s, TierOf(s, th)
 }
 
 // span returns the candidate's tier with none of the proxy's requests in
 // flight and the most in flight with which it keeps that tier (requests
 // only raise a score, and a higher score never lowers a tier).
-func (c *Candidate) span() (Tier, int) {
-	_, tier := c.judge(0)
+func (c *Candidate) span(th Thresholds) (Tier, int) {
+	_, tier := c.judge(th, 0)
 	lo, hi := 0, 1<<20
-	if _, t := c.judge(hi); t == tier {
+	if _, t := c.judge(th, hi); t == tier {
 		return tier, hi
 	}
 	for hi-lo > 1 {
 		mid := (lo + hi) / 2
-		if _, t := c.judge(mid); t == tier {
+		if _, t := c.judge(th, mid); t == tier {
 			lo = mid
 		} else {
 			hi = mid
@@ -330,12 +332,12 @@ func (c *Candidate) span() (Tier, int) {
 	return tier, lo
 }
 
-// TierAt is the candidate's tier with inflight of the proxy's requests on it.
-func (c *Candidate) TierAt(inflight int) Tier {
+// tierAt is the candidate's tier with inflight of the proxy's requests on it.
+func (c *Candidate) tierAt(th Thresholds, inflight int) Tier {
 	if inflight <= c.sameTierUpTo {
 		return c.tier
 	}
-	_, t := c.judge(inflight)
+	_, t := c.judge(th, inflight)
 	return t
 }
 

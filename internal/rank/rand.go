@@ -9,13 +9,15 @@ type Rand struct{ x uint64 }
 
 // Below returns a number in [0, n) (multiply-shift; the bias is below 2⁻³²).
 func (r *Rand) Below(n uint32) uint32 {
-	v := r.x
-	if v == 0 {
-		v = rand.Uint64() | 1
+	if r.x == 0 {
+		r.seed()
 	}
+	v := r.x
 	v ^= v << 13
 	v ^= v >> 7
 	v ^= v << 17
 	r.x = v
 	return uint32((v >> 32) * uint64(n) >> 32)
 }
+
+func (r *Rand) seed() { r.x = rand.Uint64() | 1 }
