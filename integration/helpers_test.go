@@ -42,6 +42,7 @@ import (
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
+// TestMain runs the tests, then removes the library they shared.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if libraryDir != "" {
@@ -52,8 +53,8 @@ func TestMain(m *testing.M) {
 
 // --- Processes ---
 
-// freePort returns a loopback port no other helper of this test run has
-// been given (see cluster.FreePort).
+// freePort returns a loopback port that was free a moment ago and that no
+// other caller in this test run has been given (see cluster.FreePort).
 func freePort(t testing.TB) int {
 	t.Helper()
 	p, err := cluster.FreePort()
