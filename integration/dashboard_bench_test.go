@@ -28,11 +28,11 @@ func BenchmarkDashboardHub(b *testing.B) {
 	const clients = 1000
 	raiseOpenFiles(4 * clients)
 	lib := library(b)
-	edges := plainEdges(b, lib, lib, lib)
+	edges := startEdges(b, lib, lib, lib)
 	lbPort := freePort(b)
-	lb := startCaddy(b, "lb", lbDashboardConfig(lbPort, edgeAddrs(edges), ""), optsNone)
+	lb := startCaddy(b, "lb", lbDashboardConfig(lbPort, edgeAddrs(edges), ""), cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
-	traffic(b, lbURL, 2, 10, readBig(b))
+	traffic(b, lbURL, 2, 10, readLibrary(b, "big.bin"))
 
 	var frames atomic.Int64
 	connect := func() (closeAll func()) {

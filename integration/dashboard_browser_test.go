@@ -2,14 +2,13 @@ package integration
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestDashboardInBrowser loads /dashboard in headless Chromium from a
@@ -18,42 +17,19 @@ import (
 // with HTML renders as text, and saves a screenshot.
 func TestDashboardInBrowser(t *testing.T) {
 	lib := library(t)
-	edges := startEdges(t, 2, "")
+	edges := startCgroupEdges(t, 2)
 	// A third edge whose agent names itself with HTML.
 	const evilName = `<img src=x onerror="window.pwned=1">`
 	evil := &edgeProc{name: "evil", port: freePort(t)}
-	evil.caddy = startCaddy(t, "evil", strings.Replace(edgeConfig(evil.port, "evil", lib, ""), "edge_agent evil", "edge_agent `"+evilName+"`", 1), optsNone)
+	evil.caddy = startCaddy(t, "evil", strings.Replace(edgeConfig(evil.port, "evil", lib, ""), "edge_agent evil", "edge_agent `"+evilName+"`", 1), cluster.Options{})
 	all := append(edges, evil)
 
 	lbPort := freePort(t)
-	startCaddy(t, "lb", lbDashboardConfig(lbPort, edgeAddrs(all), "interval 500ms"), optsNone)
+	startCaddy(t, "lb", lbDashboardConfig(lbPort, edgeAddrs(all), "interval 500ms"), cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
 
 	// Steady background traffic so the charts have something to show.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 10 * time.Second}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodGet, lbURL+"/big.bin", nil)
-				req.Header.Set("Range", "bytes=0-1048575")
-				if resp, err := client.Do(req); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	steadyTraffic(t, 3, lbURL+"/big.bin", "bytes=0-1048575", 20*time.Millisecond)
 
 	ctx := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(lbURL+"/dashboard")); err != nil {

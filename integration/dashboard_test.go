@@ -1,13 +1,10 @@
 package integration
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,89 +17,15 @@ import (
 	"github.com/edgetier/edgetier/internal/cluster"
 )
 
-// lbDashboardConfig is a load balancer with the dashboard. It has neither
-// `log` nor the global `metrics` option: the WebSocket upgrade must work
-// where Caddy's writer cannot hijack directly.
-func lbDashboardConfig(port int, edges []string, dashboardOptions string) string {
-	return fmt.Sprintf(`{
-	admin %%ADMIN%%
-	auto_https off
-}
-http://127.0.0.1:%d {
-	cdn_dashboard {
-		%s
-	}
-	reverse_proxy %s {
-		lb_policy tiered {
-			interval 250ms
-		}
-	}
-}
-`, port, dashboardOptions, strings.Join(edges, " "))
-}
-
-func dialWS(t testing.TB, url, origin string) (*websocket.Conn, *http.Response, error) {
-	t.Helper()
-	h := http.Header{}
-	if origin != "" {
-		h.Set("Origin", origin)
-	}
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	return d.Dial(url, h)
-}
-
-func readFrame(t testing.TB, c *websocket.Conn) board.Frame {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, data, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("reading frame: %v", err)
-	}
-	return decodeFrame(t, data)
-}
-
-// decodeFrame checks a frame against the documented schema: known fields
-// only, required fields present, figures in range.
-func decodeFrame(t testing.TB, data []byte) board.Frame {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var f board.Frame
-	if err := dec.Decode(&f); err != nil {
-		t.Fatalf("frame does not match the schema: %v\n%s", err, data)
-	}
-	var raw map[string]json.RawMessage
-	_ = json.Unmarshal(data, &raw)
-	for _, field := range []string{"schema", "time", "pool", "interval_seconds", "lb", "edges", "events"} {
-		if _, ok := raw[field]; !ok {
-			t.Fatalf("frame lacks %q: %s", field, data)
-		}
-	}
-	if f.Schema != board.FrameSchema || f.Time.IsZero() || f.Edges == nil {
-		t.Fatalf("frame = %s", data)
-	}
-	for _, e := range f.Edges {
-		if e.Tier < 0 || e.Tier > 4 || e.Score < 0 || e.Score > 100 || e.Share < 0 || e.Share > 1 || len(e.Components) != 5 {
-			t.Fatalf("edge figures out of range: %+v", e)
-		}
-		switch e.Health {
-		case "ok", "warming", "stale", "unknown", "down":
-		default:
-			t.Fatalf("edge health %q", e.Health)
-		}
-	}
-	return f
-}
-
 // TestDashboardStream: frames arrive every interval; their per-edge
 // figures match the edges' agents and their selection counts match the
 // requests sent through the LB; /metrics serves the same frame as JSON.
 func TestDashboardStream(t *testing.T) {
-	edges := startEdges(t, 3, "")
+	edges := startCgroupEdges(t, 3)
 	lbPort := freePort(t)
-	startCaddy(t, "lb", lbDashboardConfig(lbPort, edgeAddrs(edges), "interval 250ms"), optsNone)
+	startCaddy(t, "lb", lbDashboardConfig(lbPort, edgeAddrs(edges), "interval 250ms"), cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
-	want := readBig(t)
+	want := readLibrary(t, "big.bin")
 
 	const sent = 90
 	served := traffic(t, lbURL, 3, sent, want)
@@ -169,7 +92,7 @@ func TestDashboardStream(t *testing.T) {
 func TestDashboardOrigins(t *testing.T) {
 	lbPort := freePort(t)
 	edgePort := freePort(t)
-	startCaddy(t, "lb", lbDashboardConfig(lbPort, []string{addr(edgePort)}, "allowed_origins https://ops.example.com"), optsNone)
+	startCaddy(t, "lb", lbDashboardConfig(lbPort, []string{addr(edgePort)}, "allowed_origins https://ops.example.com"), cluster.Options{})
 	host := addr(lbPort)
 	tests := []struct {
 		origin string
@@ -206,25 +129,6 @@ func TestDashboardOrigins(t *testing.T) {
 	}
 }
 
-// caddyRuntime reads goroutines and live heap of a Caddy process from its
-// admin endpoint's pprof (forcing a GC first).
-func caddyRuntime(t testing.TB, c *cluster.Caddy) (goroutines int, heap uint64) {
-	t.Helper()
-	text := scrape(t, "http://"+c.Admin+"/debug/pprof/goroutine?debug=1")
-	m := regexp.MustCompile(`goroutine profile: total (\d+)`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no goroutine total in pprof output")
-	}
-	goroutines, _ = strconv.Atoi(m[1])
-	text = scrape(t, "http://"+c.Admin+"/debug/pprof/heap?gc=1&debug=1")
-	m = regexp.MustCompile(`# HeapAlloc = (\d+)`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no HeapAlloc in pprof output")
-	}
-	heap, _ = strconv.ParseUint(m[1], 10, 64)
-	return goroutines, heap
-}
-
 // TestDashboardSilentClients: of 500 clients, half stop reading and
 // answering pings. The others keep receiving every frame; the silent ones
 // are dropped within the pong wait; goroutines and heap return to the
@@ -236,7 +140,7 @@ func silentClients(t *testing.T, n int) {
 	lbPort := freePort(t)
 	edgePort := freePort(t)
 	cfg := lbDashboardConfig(lbPort, []string{addr(edgePort)}, "interval 200ms\n\t\tpong_wait 1s\n\t\twrite_timeout 1s\n\t\tmax_clients 5000")
-	lb := startCaddy(t, "lb", cfg, optsNone)
+	lb := startCaddy(t, "lb", cfg, cluster.Options{})
 	url := "ws://" + addr(lbPort) + "/ws"
 	baseG, baseHeap := caddyRuntime(t, lb)
 

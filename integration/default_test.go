@@ -2,28 +2,15 @@ package integration
 
 import (
 	"net/http"
-	"os"
 	"strings"
 	"testing"
-
-	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestDefaultCaddyfile runs the top-level Caddyfile (what `make run`
 // starts) and checks every endpoint it promises.
 func TestDefaultCaddyfile(t *testing.T) {
-	caddyfile, err := os.ReadFile("../Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lbPort := freePort(t)
-	lb := startCaddy(t, "default", string(caddyfile), cluster.Options{Env: []string{
-		"EDGETIER_ADMIN=%ADMIN%", // replaced below
-		"LB_SITE=http://:" + itoa(lbPort),
-		"VIDEO_DIR=" + library(t),
-	}})
-	_ = lb
-	base := "http://" + addr(lbPort)
+	_, site := startDefaultSystem(t, defaultCaddyfile(t))
+	base := "http://" + site
 	check := func(method, path string, header map[string]string, status int, wantType string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
@@ -57,9 +44,8 @@ func TestDefaultCaddyfile(t *testing.T) {
 	}
 	check("GET", "/nothing-here", nil, 404, "")
 	check("GET", "/videos/../Caddyfile", nil, 404, "")
-	text := scrape(t, base+"/prometheus")
-	if !containsAll(text, "edgetier_upstream_selections_total", "caddy_http_requests_total", "edgetier_agent_streams") {
-		t.Errorf("/prometheus lacks the expected series")
+	if missing := scrape(t, base+"/prometheus").missing("edgetier_upstream_selections_total", "caddy_http_requests_total", "edgetier_agent_streams"); len(missing) > 0 {
+		t.Errorf("/prometheus lacks %v", missing)
 	}
 	// The edges answer reports on their own addresses.
 	for _, port := range []string{"9001", "9002", "9003"} {

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgetier/edgetier/internal/cluster"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -47,7 +49,7 @@ func TestDeployCaddyfiles(t *testing.T) {
 		":8080 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", edgePort),
 		":9180 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", edgeMetrics),
 		"/srv/videos", library(t))
-	startCaddy(t, "edge", edgeCfg, clusterEnv("EDGE_TOKEN="+token, "HOSTNAME=edge-1"))
+	startCaddy(t, "edge", edgeCfg, cluster.Options{Env: []string{"EDGE_TOKEN=" + token, "HOSTNAME=edge-1"}})
 
 	hash, err := exec.Command(testenv.Caddy(t), "hash-password", "--plaintext", "ops-password").Output()
 	if err != nil {
@@ -57,8 +59,8 @@ func TestDeployCaddyfiles(t *testing.T) {
 		"{$LB_SITE::80} {", "{$LB_SITE::80} {\n\tbind 127.0.0.1",
 		"dynamic a edge 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
 		":9180 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", lbMetrics))
-	lb := startCaddy(t, "lb", lbCfg, clusterEnv("LB_SITE=http://:"+itoa(lbPort), "EDGE_TOKEN="+token,
-		"DASHBOARD_USER=ops", "DASHBOARD_PASSWORD_HASH="+strings.TrimSpace(string(hash))))
+	lb := startCaddy(t, "lb", lbCfg, cluster.Options{Env: []string{"LB_SITE=http://:" + strconv.Itoa(lbPort), "EDGE_TOKEN=" + token,
+		"DASHBOARD_USER=ops", "DASHBOARD_PASSWORD_HASH=" + strings.TrimSpace(string(hash))}})
 	lbURL := "http://" + addr(lbPort)
 	edgeURL := "http://" + addr(edgePort)
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetier/edgetier/internal/cluster"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -91,12 +92,12 @@ func TestPrometheusScrapesEverything(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		port, mport := freePort(t), freePort(t)
 		cfg := edgeConfig(port, fmt.Sprintf("edge-%d", i+1), lib, "") + fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tmetrics\n}\n", mport)
-		startCaddy(t, fmt.Sprintf("edge-%d", i+1), cfg, optsNone)
+		startCaddy(t, fmt.Sprintf("edge-%d", i+1), cfg, cluster.Options{})
 		edgeTargets = append(edgeTargets, fmt.Sprintf("%q", addr(mport)))
 		edgeAddrsList = append(edgeAddrsList, addr(port))
 	}
 	lbPort, lbMetrics := freePort(t), freePort(t)
-	startCaddy(t, "lb", lbConfig(lbPort, edgeAddrsList, "")+fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tmetrics\n}\n", lbMetrics), optsNone)
+	startCaddy(t, "lb", lbConfig(lbPort, edgeAddrsList, "")+fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\tmetrics\n}\n", lbMetrics), cluster.Options{})
 	for i := 0; i < 20; i++ {
 		resp, err := http.Get(fmt.Sprintf("http://%s/sample.mp4", addr(lbPort)))
 		if err == nil {

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestEdgeAgentCountsStreams holds N slow streams open against a real edge
@@ -13,10 +16,8 @@ import (
 // 0 after the clients abort; request rate and response time move with real
 // traffic and every response names the edge.
 func TestEdgeAgentCountsStreams(t *testing.T) {
-	lib := library(t)
-	port := freePort(t)
-	startCaddy(t, "edge", edgeConfig(port, "edge-a", lib, ""), optsNone)
-	base := "http://" + addr(port)
+	edge := startEdge(t, "edge-a", library(t), "", cluster.Options{})
+	base := "http://" + addr(edge.port)
 	reportURL := base + "/_edgetier/load"
 
 	const n = 6
@@ -26,7 +27,7 @@ func TestEdgeAgentCountsStreams(t *testing.T) {
 		if i%2 == 1 {
 			path = "/videos/big.bin" // inside handle_path
 		}
-		c := slowStream(t, addr(port), path)
+		c := slowStream(t, addr(edge.port), path)
 		if h := readHead(t, c); h.Get("X-Edge") != "edge-a" {
 			t.Fatalf("stream %d: X-Edge = %q, want edge-a", i, h.Get("X-Edge"))
 		}
@@ -34,21 +35,21 @@ func TestEdgeAgentCountsStreams(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, fmt.Sprintf("%d streams in the report", n), func() (bool, string) {
 		r := getReport(t, reportURL, "")
-		return r.Streams == n, prettyJSON(r)
+		return r.Streams == n, asJSON(r)
 	})
 	for _, c := range conns[:n/2] {
 		c.Close() // the client aborts mid-body
 	}
 	eventually(t, 5*time.Second, "aborted streams to leave the count", func() (bool, string) {
 		r := getReport(t, reportURL, "")
-		return r.Streams == n-n/2, prettyJSON(r)
+		return r.Streams == n-n/2, asJSON(r)
 	})
 	for _, c := range conns[n/2:] {
 		c.Close()
 	}
 	eventually(t, 5*time.Second, "streams to drop to 0", func() (bool, string) {
 		r := getReport(t, reportURL, "")
-		return r.Streams == 0, prettyJSON(r)
+		return r.Streams == 0, asJSON(r)
 	})
 
 	// Real traffic moves the request rate and the response time.
@@ -67,7 +68,7 @@ func TestEdgeAgentCountsStreams(t *testing.T) {
 		requests++
 	}
 	r := getReport(t, reportURL, "")
-	t.Logf("after %d requests in 1.5s: %s", requests, prettyJSON(r))
+	t.Logf("after %d requests in 1.5s: %s", requests, asJSON(r))
 	if r.RequestsPerSecond < 5 {
 		t.Errorf("requests_per_second = %g after %d requests in 1.5 s", r.RequestsPerSecond, requests)
 	}
@@ -83,10 +84,8 @@ func TestEdgeAgentCountsStreams(t *testing.T) {
 // and no data; the state changes through an authenticated request and
 // shows in the next report.
 func TestEdgeAgentToken(t *testing.T) {
-	lib := library(t)
-	port := freePort(t)
-	startCaddy(t, "edge", edgeConfig(port, "edge-t", lib, "token s3cret"), optsNone)
-	base := "http://" + addr(port)
+	edge := startEdge(t, "edge-t", library(t), "token s3cret", cluster.Options{})
+	base := "http://" + addr(edge.port)
 
 	resp, err := http.Get(base + "/_edgetier/load")
 	if err != nil {
@@ -97,7 +96,7 @@ func TestEdgeAgentToken(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || len(body) > 100 {
 		t.Fatalf("report without token: %s %q", resp.Status, body)
 	}
-	req, _ := http.NewRequest(http.MethodPut, base+"/_edgetier/state", stringsReader("drain"))
+	req, _ := http.NewRequest(http.MethodPut, base+"/_edgetier/state", strings.NewReader("drain"))
 	req.Header.Set("Authorization", "Bearer s3cret")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {

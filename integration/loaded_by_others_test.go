@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestTieredKeepsViewersOffAnEdgeLoadedByOthers: one edge holds streams
@@ -15,20 +17,20 @@ import (
 // operator whose edges are bound by streams) sends it well below the
 // others' share.
 func TestTieredKeepsViewersOffAnEdgeLoadedByOthers(t *testing.T) {
-	want := readBig(t)
-	edges := startEdges(t, 3, "")
+	want := readLibrary(t, "big.bin")
+	edges := startCgroupEdges(t, 3)
 	tieredPort, leastConnPort := freePort(t), freePort(t)
 	lb := startCaddy(t, "lb", lbConfig(tieredPort, edgeAddrs(edges), `weights 0.1 0.1 0.1 0.6 0.1
 			capacity {
 				streams 10
-			}`), optsNone)
+			}`), cluster.Options{})
 	startCaddy(t, "least_conn", globalOptions+fmt.Sprintf(`
 http://127.0.0.1:%d {
 	reverse_proxy %s {
 		lb_policy least_conn
 	}
 }
-`, leastConnPort, strings.Join(edgeAddrs(edges), " ")), optsNone)
+`, leastConnPort, strings.Join(edgeAddrs(edges), " ")), cluster.Options{})
 	tieredURL, leastConnURL := "http://"+addr(tieredPort), "http://"+addr(leastConnPort)
 	loaded := edges[0]
 

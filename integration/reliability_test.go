@@ -7,13 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgetier/edgetier/internal/cluster"
 )
@@ -49,24 +50,19 @@ func blackHole(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// refusing is an address where nothing listens: a privileged port that no
-// test can be handed by the kernel (a released ephemeral port could be
-// taken by the next process a test starts).
-func refusing(t *testing.T) string {
-	t.Helper()
-	return "127.0.0.1:1"
-}
+// refusingAddr is an address where nothing listens: a privileged port
+// that no test can be handed by the kernel (a released ephemeral port
+// could be taken by the next process a test starts).
+const refusingAddr = "127.0.0.1:1"
 
 // TestRetriesOnRefusingAndSilentEdges: with one edge refusing connections
 // and one accepting and never answering, every GET and HEAD through the LB
 // still succeeds on the healthy edge, within bounded tries and time.
 func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
-	lib := library(t)
-	good := freePort(t)
-	startCaddy(t, "edge", edgeConfig(good, "good", lib, ""), optsNone)
+	good := startEdge(t, "good", library(t), "", cluster.Options{})
 	lbPort := freePort(t)
-	cfg := strings.Replace(lbConfig(lbPort, []string{refusing(t), blackHole(t), addr(good)}, ""), "response_header_timeout 5s", "response_header_timeout 1s", 1)
-	startCaddy(t, "lb", cfg, optsNone)
+	cfg := strings.Replace(lbConfig(lbPort, []string{refusingAddr, blackHole(t), addr(good.port)}, ""), "response_header_timeout 5s", "response_header_timeout 1s", 1)
+	startCaddy(t, "lb", cfg, cluster.Options{})
 	for i := 0; i < 30; i++ {
 		method := http.MethodGet
 		if i%2 == 1 {
@@ -90,9 +86,7 @@ func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 // TestPassiveHealthTakesOutFailingEdge: an edge answering 5xx is taken out
 // by passive health and gets traffic again once it recovers.
 func TestPassiveHealthTakesOutFailingEdge(t *testing.T) {
-	lib := library(t)
-	good := freePort(t)
-	startCaddy(t, "edge", edgeConfig(good, "good", lib, ""), optsNone)
+	good := startEdge(t, "good", library(t), "", cluster.Options{})
 	var failing atomic.Bool
 	var hits atomic.Int64
 	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -112,9 +106,9 @@ func TestPassiveHealthTakesOutFailingEdge(t *testing.T) {
 	}))
 	defer flaky.Close()
 	lbPort := freePort(t)
-	cfg := strings.Replace(lbConfig(lbPort, []string{addr(good), strings.TrimPrefix(flaky.URL, "http://")}, ""),
+	cfg := strings.Replace(lbConfig(lbPort, []string{addr(good.port), strings.TrimPrefix(flaky.URL, "http://")}, ""),
 		"max_fails 1", "max_fails 1\n\t\tunhealthy_status 5xx", 1)
-	lb := startCaddy(t, "lb", cfg, optsNone)
+	lb := startCaddy(t, "lb", cfg, cluster.Options{})
 	get := func() (int, string) {
 		resp, err := http.Get("http://" + addr(lbPort) + "/sample.mp4")
 		if err != nil {
@@ -127,7 +121,7 @@ func TestPassiveHealthTakesOutFailingEdge(t *testing.T) {
 	flakyAddr := strings.TrimPrefix(flaky.URL, "http://")
 	eventually(t, 10*time.Second, "both upstreams trusted", func() (bool, string) {
 		get()
-		return upstreamMetric(t, lb, "edgetier_upstream_trusted", flakyAddr) == 1 && upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(good)) == 1, ""
+		return upstreamMetric(t, lb, "edgetier_upstream_trusted", flakyAddr) == 1 && upstreamMetric(t, lb, "edgetier_upstream_trusted", addr(good.port)) == 1, ""
 	})
 	failing.Store(true)
 	for i := 0; i < 3; i++ {
@@ -152,8 +146,8 @@ func TestPassiveHealthTakesOutFailingEdge(t *testing.T) {
 // TestAllEdgesDown: with every edge dead, requests get 502/503 within the
 // try duration and the LB stays idle (no busy loop).
 func TestAllEdgesDown(t *testing.T) {
-	edges := plainEdges(t, library(t), library(t))
-	lb, lbURL := resumeLB(t, edges, "2")
+	edges := startEdges(t, library(t), library(t))
+	lb, lbURL := startResumeLB(t, edges, "2")
 	resp, err := http.Get(lbURL + "/sample.mp4")
 	if err != nil {
 		t.Fatal(err)
@@ -184,11 +178,11 @@ func TestAllEdgesDown(t *testing.T) {
 // none of them (every byte arrives), and goroutines return to where they
 // were (no poller or hub leaked).
 func TestReloadUnderLoad(t *testing.T) {
-	want := readBig(t)
-	edges := plainEdges(t, library(t), library(t))
+	want := readLibrary(t, "big.bin")
+	edges := startEdges(t, library(t), library(t))
 	lbPort := freePort(t)
 	cfg := lbDashboardConfig(lbPort, edgeAddrs(edges), "interval 250ms")
-	lb := startCaddy(t, "lb", cfg, optsNone)
+	lb := startCaddy(t, "lb", cfg, cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
 	traffic(t, lbURL, 2, 10, want)
 	baseG, _ := caddyRuntime(t, lb)
@@ -241,14 +235,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	// Exactly one of each long-lived goroutine is left: one board janitor,
 	// one poller per edge, one dashboard hub.
 	eventually(t, 10*time.Second, "one hub, one janitor and one poller per edge", func() (bool, string) {
-		dump := scrape(t, "http://"+lb.Admin+"/debug/pprof/goroutine?debug=2")
+		dump := getBody(t, "http://"+lb.Admin+"/debug/pprof/goroutine?debug=2")
 		hubs := strings.Count(dump, "caddymodule.(*hub).run(")
 		janitors := strings.Count(dump, "board.(*Board).janitor(")
 		pollers := strings.Count(dump, "board.(*Edge).poll(")
 		return hubs == 1 && janitors == 1 && pollers == len(edges), fmt.Sprintf("%d hubs, %d janitors, %d pollers", hubs, janitors, pollers)
 	})
 	// Metrics continue after the reloads.
-	if text := scrape(t, "http://"+lb.Admin+"/metrics"); !strings.Contains(text, "edgetier_upstream_score") {
+	if missing := scrapeAdmin(t, lb).missing("edgetier_upstream_score"); len(missing) > 0 {
 		t.Error("metrics lost after the reloads")
 	}
 }
@@ -256,10 +250,10 @@ func TestReloadUnderLoad(t *testing.T) {
 // TestBadReloadKeepsServing: a reload with a bad Caddyfile is refused with
 // the line and the reason, and the old config keeps serving.
 func TestBadReloadKeepsServing(t *testing.T) {
-	edges := plainEdges(t, library(t))
+	edges := startEdges(t, library(t))
 	lbPort := freePort(t)
 	cfg := lbConfig(lbPort, edgeAddrs(edges), "")
-	lb := startCaddy(t, "lb", cfg, optsNone)
+	lb := startCaddy(t, "lb", cfg, cluster.Options{})
 	bad := strings.Replace(cfg, "interval 250ms", "interval 250ms\n\t\t\tweights 0.5 0.5 0.5 0 0", 1)
 	err := lb.Reload(strings.ReplaceAll(bad, "%ADMIN%", lb.Admin))
 	if err == nil || !strings.Contains(err.Error(), "weights: must sum to 1") || !strings.Contains(err.Error(), "Caddyfile:") {
@@ -280,7 +274,7 @@ func TestBadReloadKeepsServing(t *testing.T) {
 // proxy's own in-flight view.
 func TestLyingAgentShareBounded(t *testing.T) {
 	lib := library(t)
-	edges := plainEdges(t, lib, lib)
+	edges := startEdges(t, lib, lib)
 	var served atomic.Int64
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
@@ -296,21 +290,10 @@ func TestLyingAgentShareBounded(t *testing.T) {
 	slowAddr := strings.TrimPrefix(slow.URL, "http://")
 	lbPort := freePort(t)
 	policy := fmt.Sprintf("upstream %s {\n\t\t\t\treport_url %s/load\n\t\t\t}", slowAddr, liar.URL)
-	lb := startCaddy(t, "lb", lbConfig(lbPort, append(edgeAddrs(edges), slowAddr), policy), optsNone)
+	lb := startCaddy(t, "lb", lbConfig(lbPort, append(edgeAddrs(edges), slowAddr), policy), cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
 	// The board learns the upstreams from a first request, then trusts them.
-	eventually(t, 10*time.Second, "every upstream trusted", func() (bool, string) {
-		if resp, err := http.Get(lbURL + "/sample.mp4"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		for _, u := range append(edgeAddrs(edges), slowAddr) {
-			if upstreamMetric(t, lb, "edgetier_upstream_trusted", u) != 1 {
-				return false, u
-			}
-		}
-		return true, ""
-	})
+	waitTrusted(t, lb, lbURL, append(edgeAddrs(edges), slowAddr)...)
 	served.Store(0)
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -342,8 +325,7 @@ func TestLyingAgentShareBounded(t *testing.T) {
 // 200, 206 or 416 with bounded responses; path traversal never reaches a
 // file outside the library.
 func TestRangeAbuseAndTraversal(t *testing.T) {
-	lbURL, _ := videoSystem(t)
-	lb := lastStarted(t, "lb")
+	lb, lbURL := startVideoSystem(t)
 	_, heapBefore := caddyRuntime(t, lb)
 	defer func() {
 		// Memory stays flat after the abuse.
@@ -352,7 +334,7 @@ func TestRangeAbuseAndTraversal(t *testing.T) {
 			t.Errorf("LB heap grew from %d to %d bytes", heapBefore, heapAfter)
 		}
 	}()
-	size := int64(len(mustReadFile(t, filepath.Join(library(t), "sample.mp4"))))
+	size := int64(len(readLibrary(t, "sample.mp4")))
 	many := make([]string, 300)
 	for i := range many {
 		many[i] = fmt.Sprintf("%d-%d", i, i+1000)
@@ -402,23 +384,12 @@ func TestRangeAbuseAndTraversal(t *testing.T) {
 	}
 }
 
-func mustReadFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-var _ = cluster.Options{}
-
 // TestHungAgentsDoNotHurtProxying: every agent hangs (accepts, never
 // answers). Over 1,000 polls the LB's goroutines stay bounded, proxying
 // goes on, and the edges count as unknown: neither down nor trusted.
 func TestHungAgentsDoNotHurtProxying(t *testing.T) {
 	lib := library(t)
-	edges := plainEdges(t, lib, lib, lib)
+	edges := startEdges(t, lib, lib, lib)
 	hung := blackHole(t)
 	var policy strings.Builder
 	policy.WriteString("interval 20ms\n")
@@ -427,9 +398,9 @@ func TestHungAgentsDoNotHurtProxying(t *testing.T) {
 	}
 	lbPort := freePort(t)
 	cfg := strings.Replace(lbConfig(lbPort, edgeAddrs(edges), policy.String()), "interval 250ms\n", "", 1)
-	lb := startCaddy(t, "lb", cfg, optsNone)
+	lb := startCaddy(t, "lb", cfg, cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
-	traffic(t, lbURL, 2, 6, readBig(t))
+	traffic(t, lbURL, 2, 6, readLibrary(t, "big.bin"))
 	time.Sleep(500 * time.Millisecond)
 	baseG, _ := caddyRuntime(t, lb)
 	polls := func() float64 {
@@ -440,7 +411,7 @@ func TestHungAgentsDoNotHurtProxying(t *testing.T) {
 		return total
 	}
 	start := polls()
-	want := readBig(t)
+	want := readLibrary(t, "big.bin")
 	maxG := baseG
 	// 150 polls a second: 1,000 within a minute, or polling has stalled.
 	deadline := time.Now().Add(time.Minute)
@@ -464,7 +435,7 @@ func TestHungAgentsDoNotHurtProxying(t *testing.T) {
 			t.Errorf("%s: down %g, trusted %g: want unknown", e.name, d, tr)
 		}
 	}
-	if v, _ := metricValue(scrape(t, "http://"+lb.Admin+"/metrics"), fmt.Sprintf(`edgetier_upstream_report_errors_total{pool="default",reason="timeout",upstream="%s"}`, addr(edges[0].port))); v < 100 {
+	if v := scrapeAdmin(t, lb).value("edgetier_upstream_report_errors_total", prometheus.Labels{"pool": "default", "reason": "timeout", "upstream": addr(edges[0].port)}); v < 100 {
 		t.Errorf("timeouts counted: %g", v)
 	}
 }

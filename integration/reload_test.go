@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -58,13 +61,11 @@ http://127.0.0.1:%d {
 // agent and the warm-up done; /prometheus answers with two reverse_proxy
 // blocks on one pool; promtool accepts the LB's and the edge's metrics.
 func TestReloadKeepsPollers(t *testing.T) {
-	lib := library(t)
-	edgePort := freePort(t)
-	edge := startCaddy(t, "edge", edgeConfig(edgePort, "edge-r", lib, ""), optsNone)
+	edge := startEdge(t, "edge-r", library(t), "", cluster.Options{})
+	upstream := addr(edge.port)
 	lbPort := freePort(t)
-	lb := startCaddy(t, "lb", lbOneBlock(lbPort, addr(edgePort)), optsNone)
+	lb := startCaddy(t, "lb", lbOneBlock(lbPort, upstream), cluster.Options{})
 	lbURL := "http://" + addr(lbPort)
-	upstream := addr(edgePort)
 
 	get := func(path string) {
 		resp, err := http.Get(lbURL + path)
@@ -82,8 +83,7 @@ func TestReloadKeepsPollers(t *testing.T) {
 		return v == 1, fmt.Sprint(v)
 	})
 	reportsServed := func() float64 {
-		v, _ := metricValue(scrape(t, "http://"+edge.Admin+"/metrics"), `edgetier_agent_reports_served_total{edge="edge-r"}`)
-		return v
+		return scrapeAdmin(t, edge.caddy).value("edgetier_agent_reports_served_total", prometheus.Labels{"edge": "edge-r"})
 	}
 	rate := func() float64 {
 		before := reportsServed()
@@ -96,15 +96,14 @@ func TestReloadKeepsPollers(t *testing.T) {
 	// No new warm-up: the first requests after the reload are scored.
 	get("/sample.mp4")
 	get("/a/sample.mp4")
-	text := scrape(t, lbURL+"/prometheus")
-	if v, _ := metricValue(text, fmt.Sprintf(`edgetier_upstream_selections_total{pool="default",tier="unknown",upstream="%s"}`, upstream)); v != 0 {
+	m := scrape(t, lbURL+"/prometheus")
+	if v := m.value("edgetier_upstream_selections_total", prometheus.Labels{"pool": "default", "tier": "unknown", "upstream": upstream}); v != 0 {
 		t.Errorf("%g selections of an unknown upstream right after the reload: the warm-up restarted", v)
 	}
 	// Chosen by its tier (which one depends on how busy this host is).
 	var byTier float64
 	for tier := 1; tier <= 4; tier++ {
-		v, _ := metricValue(text, fmt.Sprintf(`edgetier_upstream_selections_total{pool="default",tier="%d",upstream="%s"}`, tier, upstream))
-		byTier += v
+		byTier += m.value("edgetier_upstream_selections_total", prometheus.Labels{"pool": "default", "tier": fmt.Sprint(tier), "upstream": upstream})
 	}
 	if byTier < 2 {
 		t.Errorf("selections by tier = %g, want the 2 requests made after the reload", byTier)
@@ -117,9 +116,9 @@ func TestReloadKeepsPollers(t *testing.T) {
 
 	// promtool accepts what the LB and the edge serve.
 	promtool := testenv.Program(t, "promtool")
-	for name, url := range map[string]string{"lb /prometheus": lbURL + "/prometheus", "edge": "http://" + edge.Admin + "/metrics"} {
+	for name, url := range map[string]string{"lb /prometheus": lbURL + "/prometheus", "edge": "http://" + edge.caddy.Admin + "/metrics"} {
 		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = strings.NewReader(scrape(t, url))
+		cmd.Stdin = strings.NewReader(getBody(t, url))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool check metrics on the %s: %v\n%s", name, err, out)
 		}

@@ -9,51 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/edgetier/edgetier/internal/cluster"
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// resumeLB is a load balancer over edges with the edgetier transport.
-func resumeLB(t *testing.T, edges []*edgeProc, resume string) (*cluster.Caddy, string) {
-	t.Helper()
-	port := freePort(t)
-	cfg := globalOptions + fmt.Sprintf(`
-http://:%d {
-	bind 127.0.0.1
-	reverse_proxy %s {
-		lb_policy tiered {
-			interval 250ms
-		}
-		`+retryOptions+`
-		transport edgetier {
-			resume %s
-			http {
-				dial_timeout 1s
-				response_header_timeout 5s
-			}
-		}
-	}
-}
-`, port, strings.Join(edgeAddrs(edges), " "), resume)
-	lb := startCaddy(t, "lb", cfg, optsNone)
-	return lb, "http://" + addr(port)
-}
-
-// plainEdges starts edges (no cgroups) serving the given folders.
-func plainEdges(t testing.TB, roots ...string) []*edgeProc {
-	t.Helper()
-	var edges []*edgeProc
-	for i, root := range roots {
-		e := &edgeProc{name: fmt.Sprintf("edge-%d", i+1), port: freePort(t)}
-		e.caddy = startCaddy(t, e.name, edgeConfig(e.port, e.name, root, ""), optsNone)
-		edges = append(edges, e)
-	}
-	return edges
-}
-
+// edgeNamed is the edge called name, or nil.
 func edgeNamed(edges []*edgeProc, name string) *edgeProc {
 	for _, e := range edges {
 		if e.name == name {
@@ -82,6 +45,7 @@ func servingEdge(t *testing.T, edges []*edgeProc) *edgeProc {
 	return found
 }
 
+// download is what the client of fetchKilling got.
 type download struct {
 	status int
 	header http.Header
@@ -89,7 +53,7 @@ type download struct {
 	err    error
 }
 
-// fetchKilling downloads path through the LB, reading slowly, and calls
+// fetchKilling downloads url (through the LB), reading slowly, and calls
 // kill once after each of the given offsets.
 func fetchKilling(t *testing.T, url, rng string, killAt []int64, kill func(k int, served string)) download {
 	t.Helper()
@@ -129,7 +93,7 @@ func fetchKilling(t *testing.T, url, rng string, killAt []int64, kill func(k int
 // the client sees an abort, so the test tells the difference.
 func TestResumeOnAnotherEdge(t *testing.T) {
 	lib := library(t)
-	want := readBig(t)
+	want := readLibrary(t, "big.bin")
 	wantSum := sha256.Sum256(want)
 	const mib = 1 << 20
 	mid := int64(len(want) / 2)
@@ -148,9 +112,9 @@ func TestResumeOnAnotherEdge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			edges := plainEdges(t, lib, lib, lib)
-			lb, lbURL := resumeLB(t, edges, tt.resume)
-			waitTrusted(t, lb, lbURL, edges)
+			edges := startEdges(t, lib, lib, lib)
+			lb, lbURL := startResumeLB(t, edges, tt.resume)
+			waitTrusted(t, lb, lbURL, edgeAddrs(edges)...)
 			killAt := []int64{mib, 3 * mib}[:tt.kills]
 			var killed []string
 			d := fetchKilling(t, lbURL+"/big.bin", tt.rng, killAt, func(k int, first string) {
@@ -198,8 +162,7 @@ func TestResumeOnAnotherEdge(t *testing.T) {
 			if got := sha256.Sum256(d.body); got != sha256.Sum256(expected) || (tt.rng == "" && got != wantSum) {
 				t.Fatalf("body of %d bytes differs from the file's", len(d.body))
 			}
-			text := scrape(t, "http://"+lb.Admin+"/metrics")
-			if v, _ := metricValue(text, `edgetier_resumes_total{outcome="ok",pool="default"}`); v != float64(tt.kills) {
+			if v := scrapeAdmin(t, lb).value("edgetier_resumes_total", prometheus.Labels{"outcome": "ok", "pool": "default"}); v != float64(tt.kills) {
 				t.Errorf("resumes_total{ok} = %g, want %d", v, tt.kills)
 			}
 			for _, name := range killed {
@@ -228,8 +191,8 @@ func TestResumeNeverMixesVersions(t *testing.T) {
 		roots = append(roots, dir)
 		versions[fmt.Sprintf("edge-%d", i+1)] = data
 	}
-	edges := plainEdges(t, roots...)
-	lb, lbURL := resumeLB(t, edges, "2")
+	edges := startEdges(t, roots...)
+	lb, lbURL := startResumeLB(t, edges, "2")
 	var first string
 	d := fetchKilling(t, lbURL+"/big.bin", "", []int64{1 << 20}, func(_ int, served string) {
 		first = served
@@ -242,8 +205,7 @@ func TestResumeNeverMixesVersions(t *testing.T) {
 	if v := versions[first]; len(d.body) > len(v) || string(d.body) != string(v[:len(d.body)]) {
 		t.Fatal("the received bytes are not a prefix of the serving edge's version: mixed versions")
 	}
-	text := scrape(t, "http://"+lb.Admin+"/metrics")
-	if v, _ := metricValue(text, `edgetier_resumes_total{outcome="mismatch",pool="default"}`); v < 1 {
+	if v := scrapeAdmin(t, lb).value("edgetier_resumes_total", prometheus.Labels{"outcome": "mismatch", "pool": "default"}); v < 1 {
 		t.Errorf("resumes_total{mismatch} = %g, want 1", v)
 	}
 }
@@ -254,11 +216,11 @@ func TestResumeNeverMixesVersions(t *testing.T) {
 func TestResumeDuringPlayback(t *testing.T) {
 	hugeVideo(t)
 	lib := library(t)
-	edges := plainEdges(t, lib, lib, lib)
-	lb, lbURL := resumeLB(t, edges, "2")
-	waitTrusted(t, lb, lbURL, edges)
+	edges := startEdges(t, lib, lib, lib)
+	lb, lbURL := startResumeLB(t, edges, "2")
+	waitTrusted(t, lb, lbURL, edgeAddrs(edges)...)
 	ctx := browser(t)
-	if err := chromedpDo(ctx, lbURL+"/huge.mp4"); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(lbURL+"/huge.mp4")); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, ctx, 15*time.Second, "the video to play",
@@ -271,7 +233,7 @@ func TestResumeDuringPlayback(t *testing.T) {
 	var longest, stalled time.Duration
 	last, lastAt := -1.0, time.Now()
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		cur, err := chromedpEval[float64](ctx, `document.querySelector('video').currentTime`)
+		cur, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector('video').currentTime`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +245,7 @@ func TestResumeDuringPlayback(t *testing.T) {
 			longest = stalled
 		}
 	}
-	failed, _ := chromedpEval[bool](ctx, `document.querySelector('video').error !== null`)
+	failed, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('video').error !== null`))
 	t.Logf("currentTime %.1f s, longest stall %s", last, longest)
 	if failed || longest > time.Second {
 		t.Errorf("playback stalled %s after the kill (media error: %v)", longest, failed)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // slowFront is a proxy in front of an edge that holds every response for
@@ -35,8 +37,8 @@ func slowFront(t *testing.T, edge string, delay time.Duration) string {
 // edgetier transport the LB sees the delay in its own requests and sends
 // the slow edge (almost) nothing, while every request succeeds.
 func TestSlowEdgeAvoided(t *testing.T) {
-	want := readBig(t)
-	edges := plainEdges(t, library(t), library(t), library(t))
+	want := readLibrary(t, "big.bin")
+	edges := startEdges(t, library(t), library(t), library(t))
 	slow := slowFront(t, addr(edges[0].port), 50*time.Millisecond)
 	var policy strings.Builder
 	fmt.Fprintf(&policy, "upstream %s {\n\t\t\t\treport_url http://%s/_edgetier/load\n\t\t\t}", slow, addr(edges[0].port))
@@ -53,7 +55,7 @@ http://:%d {
 		transport edgetier
 	}
 }
-`, port, strings.Join(ups, " "), policy.String()), optsNone)
+`, port, strings.Join(ups, " "), policy.String()), cluster.Options{})
 	lbURL := "http://" + addr(port)
 	eventually(t, 10*time.Second, "every edge trusted", func() (bool, string) {
 		traffic(t, lbURL, 2, 6, want)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -25,20 +24,14 @@ func TestSoakDashboard2000Clients(t *testing.T) { silentClients(t, 2000) }
 func TestSoakSlowloris(t *testing.T) {
 	const trickles = 2000
 	raiseOpenFiles(3 * trickles)
-	caddyfile, err := os.ReadFile("../Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The default configuration, with a short header timeout for the test.
-	cfg := strings.Replace(string(caddyfile), "read_header 10s", "read_header 2s", 1)
-	lbPort := freePort(t)
-	lb := startCaddy(t, "default", cfg, clusterEnv(
-		"EDGETIER_ADMIN=%ADMIN%", "LB_SITE=http://:"+itoa(lbPort), "VIDEO_DIR="+library(t)))
-	base := "http://" + addr(lbPort)
+	cfg := strings.Replace(defaultCaddyfile(t), "read_header 10s", "read_header 2s", 1)
+	lb, site := startDefaultSystem(t, cfg)
+	base := "http://" + site
 
 	var conns []net.Conn
 	for i := 0; i < trickles; i++ {
-		c, err := net.Dial("tcp", addr(lbPort))
+		c, err := net.Dial("tcp", site)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}

@@ -1,18 +1,16 @@
 package integration
 
 import (
-	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgetier/edgetier/edgeagent"
+	"github.com/edgetier/edgetier/internal/cluster"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -20,9 +18,7 @@ import (
 // a real edge's Caddy metrics and compares its figures with those of the
 // edge's own in-Caddy agent under the same traffic.
 func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
-	lib := library(t)
-	port := freePort(t)
-	edge := startCaddy(t, "edge", edgeConfig(port, "edge-s", lib, ""), optsNone)
+	edge := startEdge(t, "edge-s", library(t), "", cluster.Options{})
 
 	agentPort := freePort(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -33,7 +29,7 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	// request of this edge passes edge_agent first.
 	startProgram(t, "edgeagent", exec.Command(testenv.Agent(t),
 		"-listen", addr(agentPort), "-name", "edge-s",
-		"-source", "http://"+edge.Admin+"/metrics", "-match", "handler=edge_agent",
+		"-source", "http://"+edge.caddy.Admin+"/metrics", "-match", "handler=edge_agent",
 		"-interval", "250ms", "-token-file", tokenFile, "-max-streams", "50"))
 	standaloneURL := "http://" + addr(agentPort) + "/_edgetier/load"
 	eventually(t, 10*time.Second, "the standalone agent to answer", func() (bool, string) {
@@ -53,37 +49,15 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	// Steady traffic from 4 clients, plus 3 streams held open.
 	const held = 3
 	for i := 0; i < held; i++ {
-		c := slowStream(t, addr(port), "/big.bin")
+		c := slowStream(t, addr(edge.port), "/big.bin")
 		readHead(t, c)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := http.Get(fmt.Sprintf("http://%s/sample.mp4", addr(port)))
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	steadyTraffic(t, 4, "http://"+addr(edge.port)+"/sample.mp4", "", 10*time.Millisecond)
 
 	var inCaddy, standalone []edgeagent.Report
 	time.Sleep(time.Second)
 	for i := 0; i < 8; i++ {
-		inCaddy = append(inCaddy, getReport(t, "http://"+addr(port)+"/_edgetier/load", ""))
+		inCaddy = append(inCaddy, getReport(t, "http://"+addr(edge.port)+"/_edgetier/load", ""))
 		standalone = append(standalone, getReport(t, standaloneURL, "tok"))
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -112,47 +86,11 @@ func TestStandaloneAgentMatchesInCaddyAgent(t *testing.T) {
 	}
 	last := standalone[len(standalone)-1]
 	if last.Capacity == nil || last.Capacity.MaxStreams != 50 || last.Edge != "edge-s" {
-		t.Errorf("standalone report = %s", prettyJSON(last))
+		t.Errorf("standalone report = %s", asJSON(last))
 	}
 
 	// Its own /metrics is Prometheus text.
-	if text := scrape(t, "http://"+addr(agentPort)+"/metrics"); !containsAll(text, "edgetier_agent_streams", "edgetier_agent_cpu_ratio") {
-		t.Errorf("standalone /metrics lacks agent series:\n%s", text)
+	if missing := scrape(t, "http://"+addr(agentPort)+"/metrics").missing("edgetier_agent_streams", "edgetier_agent_cpu_ratio"); len(missing) > 0 {
+		t.Errorf("standalone /metrics lacks %v", missing)
 	}
-}
-
-// startProgram runs cmd for the test, stopping it at the end and showing
-// its output if the test failed.
-func startProgram(t *testing.T, name string, cmd *exec.Cmd) {
-	t.Helper()
-	out := &syncWriter{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, tail(out.String(), 30))
-		}
-	})
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.b)
 }

@@ -1,14 +1,10 @@
 package integration
 
 import (
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestDashboardListsEdgesAtStartup: opened right after the default system
@@ -16,19 +12,10 @@ import (
 // the three edges within 2 s: the policy knows its static upstreams from
 // the config, not from the first request.
 func TestDashboardListsEdgesAtStartup(t *testing.T) {
-	caddyfile, err := os.ReadFile("../Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := browser(t)
-	lbPort := freePort(t)
-	startCaddy(t, "default", string(caddyfile), cluster.Options{Env: []string{
-		"EDGETIER_ADMIN=%ADMIN%",
-		"LB_SITE=http://:" + strconv.Itoa(lbPort),
-		"VIDEO_DIR=" + library(t),
-	}})
+	_, lb := startDefaultSystem(t, defaultCaddyfile(t))
 	started := time.Now()
-	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addr(lbPort)+"/dashboard")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+lb+"/dashboard")); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, ctx, 2*time.Second-time.Since(started), "the three edges listed, before any viewer",

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // BenchmarkTransportOverhead compares the edgetier transport (resume on)
@@ -18,9 +20,7 @@ import (
 //
 //	make build && EDGETIER_CADDY=$PWD/bin/caddy go test -run '^$' -bench TransportOverhead -benchtime 1x ./integration/
 func BenchmarkTransportOverhead(b *testing.B) {
-	lib := library(b)
-	edgePort := freePort(b)
-	startCaddy(b, "edge", edgeConfig(edgePort, "edge-1", lib, ""), optsNone)
+	edge := startEdge(b, "edge-1", library(b), "", cluster.Options{})
 	lb := func(name, transport string) string {
 		port := freePort(b)
 		startCaddy(b, name, globalOptions+fmt.Sprintf(`
@@ -31,7 +31,7 @@ http://:%d {
 		%s
 	}
 }
-`, port, addr(edgePort), transport), optsNone)
+`, port, addr(edge.port), transport), cluster.Options{})
 		return "http://" + addr(port) + "/big.bin"
 	}
 	arms := []struct{ name, url string }{

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
 // TestTransportHTTPSUpstreamHost checks that the edgetier transport sends
@@ -40,28 +42,24 @@ http://127.0.0.1:%d {
 	}
 }
 `, upstreamPort, lbPort, upstreamPort, tt.transport)
-			startCaddy(t, "tls", cfg, optsNone)
+			startCaddy(t, "tls", cfg, cluster.Options{})
 			client := &http.Client{Timeout: 10 * time.Second}
 			var got string
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				// The internal CA issues the upstream's certificate just
-				// after start; until then the proxy answers 502.
+			// The internal CA issues the upstream's certificate just after
+			// start; until then the proxy answers 502.
+			eventually(t, 20*time.Second, "the proxy to answer", func() (bool, string) {
 				resp, err := client.Get(fmt.Sprintf("http://%s/", addr(lbPort)))
-				if err == nil {
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						got = string(body)
-						break
-					}
-					err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
+				if err != nil {
+					return false, err.Error()
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the proxy never answered: %v", err)
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return false, fmt.Sprintf("status %d: %s", resp.StatusCode, body)
 				}
-				time.Sleep(200 * time.Millisecond)
-			}
+				got = string(body)
+				return true, ""
+			})
 			if want := addr(upstreamPort); got != want {
 				t.Errorf("upstream received Host %q, want %q (its own host:port)", got, want)
 			}

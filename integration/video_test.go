@@ -8,53 +8,23 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/edgetier/edgetier/internal/board"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
-
-// videoSystem starts three edges and an LB configured like the default
-// Caddyfile (/ plays the default video, /videos/NAME serves the library).
-func videoSystem(t *testing.T) (lbURL string, edges []*edgeProc) {
-	t.Helper()
-	edges = startEdges(t, 3, "")
-	lbPort := freePort(t)
-	cfg := globalOptions + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	cdn_dashboard
-	@video path / /videos/*
-	handle @video {
-		header Access-Control-Allow-Origin "*"
-		header Access-Control-Expose-Headers "Content-Range, Accept-Ranges, Content-Length, X-Edge"
-		rewrite / /sample.mp4
-		uri strip_prefix /videos
-		reverse_proxy %s {
-			lb_policy tiered {
-				interval 250ms
-			}
-			`+retryOptions+`
-		}
-	}
-	handle {
-		respond 404
-	}
-}
-`, lbPort, strings.Join(edgeAddrs(edges), " "))
-	startCaddy(t, "lb", cfg, optsNone)
-	return "http://" + addr(lbPort), edges
-}
 
 // TestPlaybackInBrowser: headless Chromium opens / through the LB, plays
 // the video (currentTime advances, readyState ≥ 3), seeks to the middle
 // and plays on from there; the Range requests were spread over edges.
 func TestPlaybackInBrowser(t *testing.T) {
-	lbURL, _ := videoSystem(t)
+	_, lbURL := startVideoSystem(t)
 	// A video big enough that the browser streams it in Range requests
 	// rather than buffering it whole.
 	hugeVideo(t)
@@ -65,16 +35,16 @@ func TestPlaybackInBrowser(t *testing.T) {
 			return false, err.Error()
 		}
 		resp.Body.Close()
-		frame := decodeFrame(t, mustRead(t, mustGet(t, lbURL+"/metrics")))
+		frame := decodeFrame(t, []byte(getBody(t, lbURL+"/metrics")))
 		ok := len(frame.Edges) == 3
 		for _, e := range frame.Edges {
 			ok = ok && e.Health == "ok"
 		}
 		return ok, fmt.Sprint(frame.Edges)
 	})
-	before := selections(decodeFrame(t, mustRead(t, mustGet(t, lbURL+"/metrics"))).Edges)
+	before := selectionsInFrame(decodeFrame(t, []byte(getBody(t, lbURL+"/metrics"))).Edges)
 	ctx := browser(t)
-	if err := chromedpDo(ctx, lbURL+"/videos/huge.mp4"); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(lbURL+"/videos/huge.mp4")); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, ctx, 15*time.Second, "the video to play",
@@ -93,7 +63,7 @@ func TestPlaybackInBrowser(t *testing.T) {
 	screenshot(t, ctx, "playback.png")
 
 	// The LB's own figures show where the browser's Range requests went.
-	after := selections(decodeFrame(t, mustRead(t, mustGet(t, lbURL+"/metrics"))).Edges)
+	after := selectionsInFrame(decodeFrame(t, []byte(getBody(t, lbURL+"/metrics"))).Edges)
 	used := 0
 	for edge, n := range after {
 		if n > before[edge] {
@@ -106,27 +76,20 @@ func TestPlaybackInBrowser(t *testing.T) {
 	}
 }
 
-func mustGet(t *testing.T, url string) *http.Response {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
 // TestRangeRequestsSpreadOverEdges: a player's Range requests through the
 // LB land on more than one edge (X-Edge), each with the right bytes.
 func TestRangeRequestsSpreadOverEdges(t *testing.T) {
-	lbURL, _ := videoSystem(t)
-	want := readBig(t)
+	_, lbURL := startVideoSystem(t)
+	want := readLibrary(t, "big.bin")
 	served := traffic(t, lbURL+"/videos", 4, 120, want)
 	if len(served) < 2 {
 		t.Errorf("Range requests all went to %v", served)
 	}
 }
 
-func selections(edges []board.EdgeFigures) map[string]uint64 {
+// selectionsInFrame is each edge's selection count in a dashboard frame,
+// by the edge's name.
+func selectionsInFrame(edges []board.EdgeFigures) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, e := range edges {
 		out[e.Edge] = e.SelectionsTotal
@@ -134,7 +97,8 @@ func selections(edges []board.EdgeFigures) map[string]uint64 {
 	return out
 }
 
-func mustRead(t *testing.T, resp *http.Response) []byte {
+// readBody reads and closes resp's body.
+func readBody(t *testing.T, resp *http.Response) []byte {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -147,7 +111,7 @@ func mustRead(t *testing.T, resp *http.Response) []byte {
 // TestFFprobeThroughLB: ffprobe reading the video through the LB's URL
 // sees the same duration and streams as reading the file.
 func TestFFprobeThroughLB(t *testing.T) {
-	lbURL, _ := videoSystem(t)
+	_, lbURL := startVideoSystem(t)
 	ffprobe := testenv.Program(t, "ffprobe")
 	probe := func(input string) string {
 		out, err := exec.Command(ffprobe, "-v", "error", "-show_entries",
@@ -176,11 +140,8 @@ func TestFFprobeThroughLB(t *testing.T) {
 // and unsatisfiable ranges through the LB answer as HTTP says, with the
 // file's bytes; CORS exposes what players need.
 func TestRangeCorrectnessThroughLB(t *testing.T) {
-	lbURL, _ := videoSystem(t)
-	file, err := os.ReadFile(filepath.Join(library(t), "sample.mp4"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, lbURL := startVideoSystem(t)
+	file := readLibrary(t, "sample.mp4")
 	n := len(file)
 	tests := []struct {
 		name, rng string
@@ -208,7 +169,7 @@ func TestRangeCorrectnessThroughLB(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body := mustRead(t, resp)
+			body := readBody(t, resp)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
 			}

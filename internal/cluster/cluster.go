@@ -55,17 +55,21 @@ type Caddy struct {
 	Dir   string // holds the Caddyfile and the log
 	Admin string // admin address, host:port
 	cmd   *exec.Cmd
-	log   *syncBuffer
+	log   *Output
 	done  chan struct{}
 	err   error
 }
 
-type syncBuffer struct {
+// Output collects what a process prints, for showing when a test fails.
+// It is safe for concurrent writes and stays bounded in long runs: past
+// 8 MiB it starts over.
+type Output struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *Output) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.b.Len() > 8<<20 {
@@ -74,7 +78,8 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far (since the last start-over).
+func (s *Output) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -102,7 +107,7 @@ func StartCaddy(bin, dir, admin, caddyfile string, opts Options) (*Caddy, error)
 	if opts.Wrap != "" {
 		args = append([]string{"sh", "-c", opts.Wrap + "\nexec \"$@\"", "caddy-wrap"}, args...)
 	}
-	c := &Caddy{Bin: bin, Dir: dir, Admin: admin, log: &syncBuffer{}, done: make(chan struct{})}
+	c := &Caddy{Bin: bin, Dir: dir, Admin: admin, log: &Output{}, done: make(chan struct{})}
 	c.cmd = exec.Command(args[0], args[1:]...)
 	c.cmd.Dir = dir
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
