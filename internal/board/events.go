@@ -24,6 +24,8 @@ type eventLog struct {
 	seq  uint64
 }
 
+// eventLogSize bounds the memory of the events: a flapping edge must not
+// grow it; the dashboard shows the latest framedEvents.
 const eventLogSize = 200
 
 // AddEvent records an event about upstream.

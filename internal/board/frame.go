@@ -15,6 +15,10 @@ import (
 // version and ignore unknown fields.
 const FrameSchema = "1.0"
 
+// framedEvents is how many of the latest events a frame carries: a
+// screenful, and a frame stays small at 1,000 clients a second.
+const framedEvents = 50
+
 // Frame is one second of the CDN as the load balancer sees it.
 type Frame struct {
 	Schema string `json:"schema"`
@@ -172,8 +176,8 @@ func (f *FrameBuilder) Frame() []byte {
 		}
 	}
 	events := f.board.Events(0)
-	if len(events) > 50 {
-		events = events[len(events)-50:]
+	if len(events) > framedEvents {
+		events = events[len(events)-framedEvents:]
 	}
 	fr.Events = append([]Event{}, events...)
 	out, err := json.Marshal(fr)
