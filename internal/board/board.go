@@ -314,7 +314,7 @@ func (b *Board) updateAverage(now int64) {
 	for _, e := range cur.byDial {
 		v := e.view.Load()
 		views = append(views, v)
-		isStale := v != nil && v.ReceivedAt != 0 && now-v.ReceivedAt > stale
+		isStale := v != nil && v.ReceivedAt != 0 && v.Stale(now, stale)
 		if isStale && !e.stale.Swap(true) {
 			b.AddEvent(e.dial, "stale", "no good report for %s", time.Duration(stale))
 		} else if !isStale {

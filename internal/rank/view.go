@@ -136,7 +136,7 @@ func (v *View) Code(now, staleAfter int64) Code {
 		return CodeUnknown
 	case v.code == CodeDown:
 		return CodeDown
-	case now-v.ReceivedAt > staleAfter:
+	case v.Stale(now, staleAfter):
 		return CodeUnknown
 	}
 	return v.code
