@@ -219,6 +219,8 @@ func (h *EdgeAgent) Cleanup() error {
 }
 
 // ServeHTTP answers report and state requests and meters every other one.
+// It also makes a zero-length suffix range (bytes=-0) unsatisfiable, which
+// file_server after it would answer with an empty, inverted 206.
 func (h *EdgeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	switch r.URL.Path {
 	case h.ReportPath:
@@ -231,6 +233,7 @@ func (h *EdgeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.Header != "-" {
 		w.Header().Set(h.Header, h.Name)
 	}
+	dropEmptySuffixRanges(r)
 	return h.shared.meter.Serve(w, r, next.ServeHTTP)
 }
 
