@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"encoding/json"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -71,6 +74,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"agent unknown", agent("colour red"), "edge_agent: unrecognized option 'colour', at Caddyfile:3"},
 		{"agent repeated", agent("token a\ntoken b"), "edge_agent: option 'token' given twice, at Caddyfile:4"},
 		{"agent capacity", agent("capacity {\nstreams many\n}"), `capacity streams: "many" is not a number`},
+		{"agent same paths", agent("report_path /load\nstate_path /load"), "edge_agent: report_path and state_path must differ, at Caddyfile:4"},
+		{"agent state_path default", agent("report_path /_edgetier/state"), "report_path and state_path must differ, at Caddyfile:3"},
 		{"agent two names", ":9001 {\n\tedge_agent a b\n}\n", "wrong argument count or unexpected line ending after 'b', at Caddyfile:2"},
 	}
 	for _, tt := range tests {
@@ -86,24 +91,202 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 }
 
-// FuzzTieredCaddyfile: the policy's parser never panics, and what it
-// accepts passes Validate.
+// nonFinite are the spellings of NaN and ±Inf that strconv.ParseFloat
+// accepts without an error.
+var nonFinite = []string{"NaN", "nan", "Inf", "+Inf", "-Inf", "inf", "infinity", "-Infinity"}
+
+// TestCaddyfileNonFinite: every number option of every directive refuses
+// NaN and ±Inf with an error naming the option and its line. (A NaN that
+// got through could not be encoded as JSON: Caddy's adapter dropped the
+// whole policy with a warning, and the proxy ran with its default policy.)
+func TestCaddyfileNonFinite(t *testing.T) {
+	policy := func(opts string) string {
+		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
+	}
+	agent := func(opts string) string {
+		return ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
+	}
+	transport := func(opts string) string {
+		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\ttransport edgetier {\n" + opts + "\n\t\t}\n\t}\n}\n"
+	}
+	dashboard := func(opts string) string {
+		return ":8080 {\n\tcdn_dashboard {\n" + opts + "\n\t}\n}\n"
+	}
+	// X marks the number; want is what the error must name.
+	options := []struct{ caddyfile, want string }{
+		{policy("hysteresis X"), "hysteresis"},
+		{policy("weights X 0.25 0.2 0.15 0.1"), "weights"},
+		{policy("weights 0.3 X 0.2 0.15 0.1"), "weights"},
+		{policy("weights 0.3 0.25 X 0.15 0.1"), "weights"},
+		{policy("weights 0.3 0.25 0.2 X 0.1"), "weights"},
+		{policy("weights 0.3 0.25 0.2 0.15 X"), "weights"},
+		{policy("tiers X 50 75"), "tiers"},
+		{policy("tiers 25 X 75"), "tiers"},
+		{policy("tiers 25 50 X"), "tiers"},
+		{policy("capacity {\nstreams X\n}"), "capacity streams"},
+		{policy("capacity {\nrequests X\n}"), "capacity requests"},
+		{policy("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
+		{policy("upstream 127.0.0.1:9001 {\ncapacity {\nstreams X\n}\n}"), "capacity streams"},
+		{policy("upstream 127.0.0.1:9001 {\ncapacity {\nrequests X\n}\n}"), "capacity requests"},
+		{policy("warmup X"), "warmup"},
+		{policy("choices X"), "choices"},
+		{policy("interval Xs"), "interval"},
+		{policy("timeout Xms"), "timeout"},
+		{policy("stale_after Xd"), "stale_after"},
+		{agent("capacity {\nstreams X\n}"), "capacity streams"},
+		{agent("capacity {\nrequests X\n}"), "capacity requests"},
+		{agent("capacity {\nlink_bandwidth X\n}"), "capacity link_bandwidth"},
+		{agent("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
+		{agent("pid X"), "pid"},
+		{agent("interval Xs"), "interval"},
+		{transport("resume X"), "resume"},
+		{transport("resume_budget Xs"), "resume_budget"},
+		{dashboard("max_clients X"), "max_clients"},
+		{dashboard("queue X"), "queue"},
+		{dashboard("pong_wait Xs"), "pong_wait"},
+	}
+	for _, o := range options {
+		for _, v := range nonFinite {
+			cfg := strings.Replace(o.caddyfile, "X", v, 1)
+			line := 1 + strings.Count(cfg[:strings.Index(cfg, v)], "\n")
+			t.Run(strings.ReplaceAll(o.want, " ", "_")+"="+v, func(t *testing.T) {
+				_, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+				if err == nil {
+					t.Fatalf("adapted without error (warnings %v):\n%s", warnings, cfg)
+				}
+				if at := fmt.Sprintf(", at Caddyfile:%d", line); !strings.Contains(err.Error(), o.want) || !strings.Contains(err.Error(), at) {
+					t.Fatalf("error = %q\nwant it to name %q and end with %q", err, o.want, at)
+				}
+			})
+		}
+	}
+}
+
+// numberToken matches the numbers of a Caddyfile, alone or before a
+// duration's unit.
+var numberToken = regexp.MustCompile(`(^|[\s{])[-+]?[0-9][0-9.e+-]*`)
+
+// withNonFinite calls check with opts, then with each of its numbers (the
+// first 8) replaced in turn by each spelling of NaN and ±Inf, so the
+// fuzzers reach every number option with the values that slip past range
+// checks written as comparisons.
+func withNonFinite(opts string, check func(string)) {
+	check(opts)
+	locs := numberToken.FindAllStringIndex(opts, 8)
+	for _, loc := range locs {
+		start := loc[0]
+		if start < len(opts) && (opts[start] == ' ' || opts[start] == '\t' || opts[start] == '\n' || opts[start] == '{') {
+			start++
+		}
+		for _, v := range nonFinite {
+			check(opts[:start] + v + opts[loc[1]:])
+		}
+	}
+}
+
+// adaptedHandler adapts cfg; when it is accepted, there must be no
+// warnings (a value JSON cannot encode drops the module with a warning)
+// and the JSON must hold the module (found by its key and value).
+func adaptedHandler(t *testing.T, cfg, key, value string) (out []byte, ok bool) {
+	t.Helper()
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		return nil, false
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "input is not formatted") {
+			t.Fatalf("accepted with the warning %q:\n%s", w, cfg)
+		}
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("%q:%q", key, value)) {
+		t.Fatalf("accepted, but the adapted JSON has no %s %s:\n%s\n%s", key, value, cfg, out)
+	}
+	return out, true
+}
+
+// FuzzTieredCaddyfile: the policy's parser never panics; what it accepts
+// keeps the policy (no warning, no value JSON cannot encode) and passes
+// Validate, so no bad setting waits for Provision, which names no line.
 func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("weights 0.3 0.25 0.2 0.15 0.1\ntiers 25 50 75\ninterval 1s\ntimeout 500ms")
 	f.Add("upstream 127.0.0.1:1 {\ncapacity {\nstreams 5\n}\n}")
 	f.Add("hysteresis 1e309\nchoices 1")
+	f.Add("hysteresis 5\nwarmup 2\ncapacity {\nstreams 100\nrequests 200\nresponse_time 500ms\n}")
+	f.Add("interval 250ms\nstale_after 1s\nforget_after 5m")
+	f.Add("hysteresis NaN")
+	f.Add("weights 0.3 0.25 0.2 0.15 Inf")
+	f.Add("tiers -Inf 50 75")
 	f.Fuzz(func(t *testing.T, opts string) {
-		cfg := ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
-		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+		withNonFinite(opts, func(opts string) {
+			cfg := ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
+			out, ok := adaptedHandler(t, cfg, "policy", "tiered")
+			if !ok {
+				return
+			}
+			var adapted struct {
+				Apps struct {
+					HTTP struct {
+						Servers map[string]struct {
+							Routes []struct {
+								Handle []struct {
+									LoadBalancing struct {
+										SelectionPolicy *TieredSelection `json:"selection_policy"`
+									} `json:"load_balancing"`
+								} `json:"handle"`
+							} `json:"routes"`
+						} `json:"servers"`
+					} `json:"http"`
+				} `json:"apps"`
+			}
+			if err := json.Unmarshal(out, &adapted); err != nil {
+				t.Fatalf("decoding the adapted JSON: %v\n%s", err, out)
+			}
+			p := adapted.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0].LoadBalancing.SelectionPolicy
+			p.setDefaults()
+			if err := p.Validate(); err != nil {
+				t.Fatalf("accepted, but Validate fails: %v\n%s", err, cfg)
+			}
+		})
 	})
 }
 
-// FuzzEdgeAgentCaddyfile: the agent's parser never panics.
+// FuzzEdgeAgentCaddyfile: the agent's parser never panics; what it
+// accepts keeps the handler and passes Validate.
 func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Add("scope cgroup\ninterval 1s\ncapacity {\nstreams 10\n}")
 	f.Add("header off\ntoken x")
+	f.Add("pid 1\ncapacity {\nstreams 400\nrequests 50\nresponse_time 250ms\nlink_bandwidth 1.25e9\n}")
+	f.Add("report_path /load\nstate_path /load")
+	f.Add("capacity {\nlink_bandwidth NaN\n}")
 	f.Fuzz(func(t *testing.T, opts string) {
-		cfg := ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
-		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+		withNonFinite(opts, func(opts string) {
+			cfg := ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
+			out, ok := adaptedHandler(t, cfg, "handler", "edge_agent")
+			if !ok {
+				return
+			}
+			var adapted struct {
+				Apps struct {
+					HTTP struct {
+						Servers map[string]struct {
+							Routes []struct {
+								Handle []json.RawMessage `json:"handle"`
+							} `json:"routes"`
+						} `json:"servers"`
+					} `json:"http"`
+				} `json:"apps"`
+			}
+			if err := json.Unmarshal(out, &adapted); err != nil {
+				t.Fatalf("decoding the adapted JSON: %v\n%s", err, out)
+			}
+			a := new(EdgeAgent)
+			if err := json.Unmarshal(adapted.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0], a); err != nil {
+				t.Fatalf("decoding the agent: %v\n%s", err, out)
+			}
+			a.setDefaults()
+			if err := a.Validate(); err != nil {
+				t.Fatalf("accepted, but Validate fails: %v\n%s", err, cfg)
+			}
+		})
 	})
 }

@@ -109,8 +109,11 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			h, err := strconv.ParseFloat(val, 64)
-			if err != nil || h < 0 || h > 50 {
+			h, err := parseFinite(d, dir, opt, val)
+			if err != nil {
+				return err
+			}
+			if h < 0 || h > 50 {
 				return d.Errf("%s: hysteresis: %q is not a number of points between 0 and 50", dir, val)
 			}
 			p.Hysteresis = &h
@@ -220,9 +223,9 @@ func floatArgs(d *caddyfile.Dispenser, dir string, n int, usage string) ([]float
 		return nil, d.Errf("%s: %s: want %d numbers (%s), got %d", dir, opt, n, usage, len(args))
 	}
 	for i, a := range args {
-		f, err := strconv.ParseFloat(a, 64)
+		f, err := parseFinite(d, dir, opt, a)
 		if err != nil {
-			return nil, d.Errf("%s: %s: %q is not a number", dir, opt, a)
+			return nil, err
 		}
 		out[i] = f
 	}
