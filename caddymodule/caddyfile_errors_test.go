@@ -48,6 +48,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"timeout not below interval", policy("interval 1s\ntimeout 1s"), "timeout: 1s must be shorter than the interval, at Caddyfile:5"},
 		{"timeout above default interval", policy("timeout 2s"), "timeout: 2s must be shorter than the interval, at Caddyfile:4"},
 		{"bad interval", policy("interval soon"), `interval: "soon" is not a positive duration, at Caddyfile:4`},
+		{"interval too short", policy("interval 5ms"), "interval: 5ms is below the minimum of 10ms, at Caddyfile:4"},
+		{"stale_after below interval", policy("stale_after 1ms"), "stale_after: 1ms is shorter than the interval 1s, at Caddyfile:4"},
+		{"forget_after below stale_after", policy("stale_after 10m\nforget_after 6m"), "forget_after: 6m0s is shorter than stale_after 10m0s, at Caddyfile:5"},
+		{"default forget_after below stale_after", policy("stale_after 10m"), "forget_after: 5m0s is shorter than stale_after 10m0s, at Caddyfile:4"},
+		{"default forget_after below the default stale_after", policy("interval 2m\nwarmup 2"), "forget_after: 5m0s is shorter than stale_after 6m0s, at Caddyfile:4"},
 		{"unknown option", policy("speed 11"), "unrecognized option 'speed', at Caddyfile:4"},
 		{"repeated option", policy("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
 		{"missing value", policy("pool"), "pool: missing value, at Caddyfile:4"},
@@ -213,6 +218,10 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("hysteresis 1e309\nchoices 1")
 	f.Add("hysteresis 5\nwarmup 2\ncapacity {\nstreams 100\nrequests 200\nresponse_time 500ms\n}")
 	f.Add("interval 250ms\nstale_after 1s\nforget_after 5m")
+	f.Add("stale_after 1ms")
+	f.Add("interval 5ms\ntimeout 1ms")
+	f.Add("stale_after 10m")
+	f.Add("interval 10s\nforget_after 20s")
 	f.Add("hysteresis NaN")
 	f.Add("weights 0.3 0.25 0.2 0.15 Inf")
 	f.Add("tiers -Inf 50 75")
