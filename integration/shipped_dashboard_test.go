@@ -74,3 +74,54 @@ func statusOf(resp *http.Response) string {
 	}
 	return fmt.Sprint(resp.StatusCode)
 }
+
+// TestDashboardDropsClientsThatNeverRead: on the default Caddyfile (pong
+// wait 30 s, as shipped), a WebSocket client that never reads but keeps
+// sending pongs of its own is dropped within the pong wait; its frames do
+// not pile up in socket buffers for as long as they last. A client that
+// reads keeps every frame meanwhile.
+func TestDashboardDropsClientsThatNeverRead(t *testing.T) {
+	s := startShipped(t)
+	const pongWait = 30 * time.Second // cdn_dashboard's default
+	ws := "ws" + strings.TrimPrefix(s.url, "http") + "/ws"
+	mustRead(t, mustGet(t, s.url+"/")) // the board learns the edges, frames show them
+	time.Sleep(1500 * time.Millisecond)
+	frame := mustRead(t, mustGet(t, s.url+"/metrics"))
+	t.Logf("a frame is %d bytes", len(frame))
+
+	reader, _, err := dialWS(t, ws, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	frames := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			_ = reader.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := reader.ReadMessage(); err != nil {
+				frames <- n
+				return
+			}
+			n++
+		}
+	}()
+
+	c, _, err := dialWS(t, ws, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)) == nil {
+		if time.Since(start) > pongWait+10*time.Second {
+			t.Fatalf("a client that never reads but sends pongs is still connected after %s (pong wait %s)", time.Since(start).Round(time.Second), pongWait)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the client that never reads was dropped after %s", time.Since(start).Round(100*time.Millisecond))
+	reader.Close()
+	if n := <-frames; float64(n) < 0.8*time.Since(start).Seconds() {
+		t.Errorf("the reader got %d frames in %s: want one a second", n, time.Since(start).Round(time.Second))
+	}
+}
