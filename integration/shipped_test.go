@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgetier/edgetier/internal/cluster"
 )
@@ -15,6 +19,7 @@ type shipped struct {
 	url   string   // the LB, http://127.0.0.1:port
 	edges []string // the edges' host:port, in the Caddyfile's order
 	text  string   // the Caddyfile as run
+	env   []string // its environment (LB_SITE, VIDEO_DIR, EDGETIER_ADMIN)
 }
 
 // startShipped runs ../Caddyfile moved onto free loopback ports: the LB's
@@ -47,11 +52,26 @@ func startShipped(t *testing.T, replace ...string) *shipped {
 	}
 	s.text = strings.NewReplacer(pairs...).Replace(text)
 	lbPort := freePort(t)
-	s.lb = startCaddy(t, "default", s.text, cluster.Options{Env: []string{
-		"EDGETIER_ADMIN=%ADMIN%",
-		"LB_SITE=http://:" + itoa(lbPort),
-		"VIDEO_DIR=" + library(t),
-	}})
+	s.env = []string{"EDGETIER_ADMIN=%ADMIN%", "LB_SITE=http://:" + itoa(lbPort), "VIDEO_DIR=" + library(t)}
+	s.lb = startCaddy(t, "default", s.text, cluster.Options{Env: s.env})
 	s.url = "http://" + addr(lbPort)
 	return s
+}
+
+// reload runs `caddy reload --force` on the Caddyfile as started (the CLI
+// adapts it, so it gets the same environment): the same config loaded
+// again, as an operator's reload that changed nothing does.
+func (s *shipped) reload(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.lb.Bin, "reload", "--force", "--adapter", "caddyfile",
+		"--config", filepath.Join(s.lb.Dir, "Caddyfile"), "--address", s.lb.Admin)
+	cmd.Env = os.Environ()
+	for _, e := range s.env {
+		cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "%ADMIN%", s.lb.Admin))
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("caddy reload: %v: %s", err, out)
+	}
 }
