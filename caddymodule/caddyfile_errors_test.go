@@ -10,77 +10,82 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
+// Caddyfiles with opts (lines) in the block of each directive.
+func inPolicy(opts string) string {
+	return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
+}
+
+func inAgent(opts string) string {
+	return ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
+}
+
+func inTransport(opts string) string {
+	return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\ttransport edgetier {\n" + opts + "\n\t\t}\n\t}\n}\n"
+}
+
+func inDashboard(opts string) string {
+	return ":8080 {\n\tcdn_dashboard {\n" + opts + "\n\t}\n}\n"
+}
+
 // TestCaddyfileErrors: every bad option of every directive fails to adapt
 // with a message naming the option and the line.
 func TestCaddyfileErrors(t *testing.T) {
-	policy := func(opts string) string {
-		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
-	}
-	agent := func(opts string) string {
-		return ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
-	}
-	transport := func(opts string) string {
-		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\ttransport edgetier {\n" + opts + "\n\t\t}\n\t}\n}\n"
-	}
-	dashboard := func(opts string) string {
-		return ":8080 {\n\tcdn_dashboard {\n" + opts + "\n\t}\n}\n"
-	}
 	tests := []struct {
 		name, caddyfile, want string
 	}{
-		{"transport resume", transport("resume 99"), `transport edgetier: resume: "99" is not off or a number of resumes between 1 and 10, at Caddyfile:4`},
-		{"transport budget", transport("resume_budget soon"), `transport edgetier: resume_budget: "soon" is not a positive duration, at Caddyfile:4`},
-		{"transport unknown", transport("colour red"), "transport edgetier: unrecognized option 'colour', at Caddyfile:4"},
-		{"transport http option", transport("http {\nwarp_speed 9\n}"), "warp_speed"},
-		{"transport repeated", transport("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
-		{"dashboard interval", dashboard("interval 1ms"), `cdn_dashboard: interval: "1ms" is not a duration of at least 100ms, at Caddyfile:3`},
-		{"dashboard path", dashboard("ws_path ws"), `cdn_dashboard: ws_path: "ws" must start with / and not end with /, at Caddyfile:3`},
-		{"dashboard clients", dashboard("max_clients 0"), `cdn_dashboard: max_clients: "0" is not a number between 1 and 1000000, at Caddyfile:3`},
-		{"dashboard origin", dashboard("allowed_origins ops.example.com"), `cdn_dashboard: allowed_origins: "ops.example.com" is not an origin like https://ops.example.com, at Caddyfile:3`},
-		{"dashboard unknown", dashboard("theme dark"), "cdn_dashboard: unrecognized option 'theme', at Caddyfile:3"},
-		{"dashboard repeated", dashboard("pool a\npool b"), "cdn_dashboard: option 'pool' given twice, at Caddyfile:4"},
-		{"weights not summing to 1", policy("weights 0.5 0.5 0.5 0 0"), "weights: must sum to 1, they sum to 1.5, at Caddyfile:4"},
-		{"weights count", policy("weights 0.5 0.5"), "weights: want 5 numbers"},
-		{"weight not a number", policy("weights a 0.5 0 0 0"), `weights: "a" is not a number, at Caddyfile:4`},
-		{"negative weight", policy("weights -0.5 1.5 0 0 0"), "cpu weight -0.5 is not between 0 and 1"},
-		{"thresholds out of order", policy("tiers 50 25 75"), "tiers: [50 25 75] must be strictly increasing, between 0 and 100, at Caddyfile:4"},
-		{"thresholds count", policy("tiers 25 50"), "tiers: want 3 numbers"},
-		{"timeout not below interval", policy("interval 1s\ntimeout 1s"), "timeout: 1s must be shorter than the interval, at Caddyfile:5"},
-		{"timeout above default interval", policy("timeout 2s"), "timeout: 2s must be shorter than the interval, at Caddyfile:4"},
-		{"bad interval", policy("interval soon"), `interval: "soon" is not a positive duration, at Caddyfile:4`},
-		{"interval too short", policy("interval 5ms"), "interval: 5ms is below the minimum of 10ms, at Caddyfile:4"},
-		{"stale_after below interval", policy("stale_after 1ms"), "stale_after: 1ms is shorter than the interval 1s, at Caddyfile:4"},
-		{"forget_after below stale_after", policy("stale_after 10m\nforget_after 6m"), "forget_after: 6m0s is shorter than stale_after 10m0s, at Caddyfile:5"},
-		{"default forget_after below stale_after", policy("stale_after 10m"), "forget_after: 5m0s is shorter than stale_after 10m0s, at Caddyfile:4"},
-		{"default forget_after below the default stale_after", policy("interval 2m\nwarmup 2"), "forget_after: 5m0s is shorter than stale_after 6m0s, at Caddyfile:4"},
-		{"unknown option", policy("speed 11"), "unrecognized option 'speed', at Caddyfile:4"},
-		{"repeated option", policy("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
-		{"missing value", policy("pool"), "pool: missing value, at Caddyfile:4"},
-		{"two values", policy("pool a b"), "pool: takes one value"},
-		{"warmup zero", policy("warmup 0"), "warmup: \"0\" is not a number of reports between 1 and 100, at Caddyfile:4"},
-		{"choices 3", policy("choices 3"), `choices: "3" is not 1 or 2`},
-		{"hysteresis negative", policy("hysteresis -1"), "hysteresis: \"-1\" is not a number of points"},
-		{"report_url not http", policy("report_url ftp://{upstream}/x"), "report_url: report URL \"ftp://127.0.0.1:1/x\" for upstream 127.0.0.1:1 is not an http(s) URL, at Caddyfile:4"},
-		{"capacity unknown", policy("capacity {\nwidth 3\n}"), "capacity: unrecognized option 'width', at Caddyfile:5"},
-		{"capacity negative", policy("capacity {\nstreams -3\n}"), `capacity streams: "-3" is not a number between 0 and 1e12, at Caddyfile:5`},
-		{"capacity response_time", policy("capacity {\nresponse_time 0s\n}"), `capacity response_time: "0s" is not a positive duration`},
-		{"upstream address", policy("upstream nowhere {\n}"), `upstream: "nowhere" is not a host:port address, at Caddyfile:4`},
-		{"upstream option", policy("upstream 127.0.0.1:9001 {\ncolour red\n}"), "upstream 127.0.0.1:9001: unrecognized option 'colour', at Caddyfile:5"},
-		{"upstream twice", policy("upstream 127.0.0.1:9001\nupstream 127.0.0.1:9001"), "upstream 127.0.0.1:9001 given twice, at Caddyfile:5"},
+		{"transport resume", inTransport("resume 99"), `transport edgetier: resume: "99" is not off or a number of resumes between 1 and 10, at Caddyfile:4`},
+		{"transport budget", inTransport("resume_budget soon"), `transport edgetier: resume_budget: "soon" is not a positive duration, at Caddyfile:4`},
+		{"transport unknown", inTransport("colour red"), "transport edgetier: unrecognized option 'colour', at Caddyfile:4"},
+		{"transport http option", inTransport("http {\nwarp_speed 9\n}"), "warp_speed"},
+		{"transport repeated", inTransport("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
+		{"dashboard interval", inDashboard("interval 1ms"), `cdn_dashboard: interval: "1ms" is not a duration of at least 100ms, at Caddyfile:3`},
+		{"dashboard path", inDashboard("ws_path ws"), `cdn_dashboard: ws_path: "ws" must start with / and not end with /, at Caddyfile:3`},
+		{"dashboard clients", inDashboard("max_clients 0"), `cdn_dashboard: max_clients: "0" is not a number between 1 and 1000000, at Caddyfile:3`},
+		{"dashboard origin", inDashboard("allowed_origins ops.example.com"), `cdn_dashboard: allowed_origins: "ops.example.com" is not an origin like https://ops.example.com, at Caddyfile:3`},
+		{"dashboard unknown", inDashboard("theme dark"), "cdn_dashboard: unrecognized option 'theme', at Caddyfile:3"},
+		{"dashboard repeated", inDashboard("pool a\npool b"), "cdn_dashboard: option 'pool' given twice, at Caddyfile:4"},
+		{"weights not summing to 1", inPolicy("weights 0.5 0.5 0.5 0 0"), "weights: must sum to 1, they sum to 1.5, at Caddyfile:4"},
+		{"weights count", inPolicy("weights 0.5 0.5"), "weights: want 5 numbers"},
+		{"weight not a number", inPolicy("weights a 0.5 0 0 0"), `weights: "a" is not a number, at Caddyfile:4`},
+		{"negative weight", inPolicy("weights -0.5 1.5 0 0 0"), "cpu weight -0.5 is not between 0 and 1"},
+		{"thresholds out of order", inPolicy("tiers 50 25 75"), "tiers: [50 25 75] must be strictly increasing, between 0 and 100, at Caddyfile:4"},
+		{"thresholds count", inPolicy("tiers 25 50"), "tiers: want 3 numbers"},
+		{"timeout not below interval", inPolicy("interval 1s\ntimeout 1s"), "timeout: 1s must be shorter than the interval, at Caddyfile:5"},
+		{"timeout above default interval", inPolicy("timeout 2s"), "timeout: 2s must be shorter than the interval, at Caddyfile:4"},
+		{"bad interval", inPolicy("interval soon"), `interval: "soon" is not a positive duration, at Caddyfile:4`},
+		{"interval too short", inPolicy("interval 5ms"), "interval: 5ms is below the minimum of 10ms, at Caddyfile:4"},
+		{"stale_after below interval", inPolicy("stale_after 1ms"), "stale_after: 1ms is shorter than the interval 1s, at Caddyfile:4"},
+		{"forget_after below stale_after", inPolicy("stale_after 10m\nforget_after 6m"), "forget_after: 6m0s is shorter than stale_after 10m0s, at Caddyfile:5"},
+		{"default forget_after below stale_after", inPolicy("stale_after 10m"), "forget_after: 5m0s is shorter than stale_after 10m0s, at Caddyfile:4"},
+		{"default forget_after below the default stale_after", inPolicy("interval 2m\nwarmup 2"), "forget_after: 5m0s is shorter than stale_after 6m0s, at Caddyfile:4"},
+		{"unknown option", inPolicy("speed 11"), "unrecognized option 'speed', at Caddyfile:4"},
+		{"repeated option", inPolicy("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
+		{"missing value", inPolicy("pool"), "pool: missing value, at Caddyfile:4"},
+		{"two values", inPolicy("pool a b"), "pool: takes one value"},
+		{"warmup zero", inPolicy("warmup 0"), "warmup: \"0\" is not a number of reports between 1 and 100, at Caddyfile:4"},
+		{"choices 3", inPolicy("choices 3"), `choices: "3" is not 1 or 2`},
+		{"hysteresis negative", inPolicy("hysteresis -1"), "hysteresis: \"-1\" is not a number of points"},
+		{"report_url not http", inPolicy("report_url ftp://{upstream}/x"), "report_url: report URL \"ftp://127.0.0.1:1/x\" for upstream 127.0.0.1:1 is not an http(s) URL, at Caddyfile:4"},
+		{"capacity unknown", inPolicy("capacity {\nwidth 3\n}"), "capacity: unrecognized option 'width', at Caddyfile:5"},
+		{"capacity negative", inPolicy("capacity {\nstreams -3\n}"), `capacity streams: "-3" is not a number between 0 and 1e12, at Caddyfile:5`},
+		{"capacity response_time", inPolicy("capacity {\nresponse_time 0s\n}"), `capacity response_time: "0s" is not a positive duration`},
+		{"upstream address", inPolicy("upstream nowhere {\n}"), `upstream: "nowhere" is not a host:port address, at Caddyfile:4`},
+		{"upstream option", inPolicy("upstream 127.0.0.1:9001 {\ncolour red\n}"), "upstream 127.0.0.1:9001: unrecognized option 'colour', at Caddyfile:5"},
+		{"upstream twice", inPolicy("upstream 127.0.0.1:9001\nupstream 127.0.0.1:9001"), "upstream 127.0.0.1:9001 given twice, at Caddyfile:5"},
 		{"policy argument", ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered fast\n\t}\n}\n", "wrong argument count or unexpected line ending after 'fast', at Caddyfile:3"},
 
-		{"agent scope", agent("scope galaxy"), `edge_agent: scope: unknown scope "galaxy" (want auto, host, cgroup or process), at Caddyfile:3`},
-		{"agent state", agent("state asleep"), `edge_agent: state: unknown state "asleep"`},
-		{"agent interval", agent("interval 10ms"), "edge_agent: interval: 10ms is below the minimum of 100ms, at Caddyfile:3"},
-		{"agent pid", agent("pid -4"), `edge_agent: pid: "-4" is not a process id`},
-		{"agent report_path", agent("report_path load"), `edge_agent: report_path: "load" must start with /`},
-		{"agent header", agent("header X Edge"), "edge_agent: header: takes one value"},
-		{"agent header name", agent("header X:Edge"), `edge_agent: header: "X:Edge" is not a valid header field name`},
-		{"agent unknown", agent("colour red"), "edge_agent: unrecognized option 'colour', at Caddyfile:3"},
-		{"agent repeated", agent("token a\ntoken b"), "edge_agent: option 'token' given twice, at Caddyfile:4"},
-		{"agent capacity", agent("capacity {\nstreams many\n}"), `capacity streams: "many" is not a number`},
-		{"agent same paths", agent("report_path /load\nstate_path /load"), "edge_agent: report_path and state_path must differ, at Caddyfile:4"},
-		{"agent state_path default", agent("report_path /_edgetier/state"), "report_path and state_path must differ, at Caddyfile:3"},
+		{"agent scope", inAgent("scope galaxy"), `edge_agent: scope: unknown scope "galaxy" (want auto, host, cgroup or process), at Caddyfile:3`},
+		{"agent state", inAgent("state asleep"), `edge_agent: state: unknown state "asleep"`},
+		{"agent interval", inAgent("interval 10ms"), "edge_agent: interval: 10ms is below the minimum of 100ms, at Caddyfile:3"},
+		{"agent pid", inAgent("pid -4"), `edge_agent: pid: "-4" is not a process id`},
+		{"agent report_path", inAgent("report_path load"), `edge_agent: report_path: "load" must start with /`},
+		{"agent header", inAgent("header X Edge"), "edge_agent: header: takes one value"},
+		{"agent header name", inAgent("header X:Edge"), `edge_agent: header: "X:Edge" is not a valid header field name`},
+		{"agent unknown", inAgent("colour red"), "edge_agent: unrecognized option 'colour', at Caddyfile:3"},
+		{"agent repeated", inAgent("token a\ntoken b"), "edge_agent: option 'token' given twice, at Caddyfile:4"},
+		{"agent capacity", inAgent("capacity {\nstreams many\n}"), `capacity streams: "many" is not a number`},
+		{"agent same paths", inAgent("report_path /load\nstate_path /load"), "edge_agent: report_path and state_path must differ, at Caddyfile:4"},
+		{"agent state_path default", inAgent("report_path /_edgetier/state"), "report_path and state_path must differ, at Caddyfile:3"},
 		{"agent two names", ":9001 {\n\tedge_agent a b\n}\n", "wrong argument count or unexpected line ending after 'b', at Caddyfile:2"},
 	}
 	for _, tt := range tests {
@@ -103,52 +108,40 @@ var nonFinite = []string{"NaN", "nan", "Inf", "+Inf", "-Inf", "inf", "infinity",
 // TestCaddyfileNonFinite: every number option of every directive refuses
 // NaN and ±Inf with an error naming the option and its line. (A NaN that
 // got through could not be encoded as JSON: Caddy's adapter dropped the
-// whole policy with a warning, and the proxy ran with its default policy.)
+// whole policy without an error, and the proxy ran with its default one.)
 func TestCaddyfileNonFinite(t *testing.T) {
-	policy := func(opts string) string {
-		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
-	}
-	agent := func(opts string) string {
-		return ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
-	}
-	transport := func(opts string) string {
-		return ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\ttransport edgetier {\n" + opts + "\n\t\t}\n\t}\n}\n"
-	}
-	dashboard := func(opts string) string {
-		return ":8080 {\n\tcdn_dashboard {\n" + opts + "\n\t}\n}\n"
-	}
 	// X marks the number; want is what the error must name.
 	options := []struct{ caddyfile, want string }{
-		{policy("hysteresis X"), "hysteresis"},
-		{policy("weights X 0.25 0.2 0.15 0.1"), "weights"},
-		{policy("weights 0.3 X 0.2 0.15 0.1"), "weights"},
-		{policy("weights 0.3 0.25 X 0.15 0.1"), "weights"},
-		{policy("weights 0.3 0.25 0.2 X 0.1"), "weights"},
-		{policy("weights 0.3 0.25 0.2 0.15 X"), "weights"},
-		{policy("tiers X 50 75"), "tiers"},
-		{policy("tiers 25 X 75"), "tiers"},
-		{policy("tiers 25 50 X"), "tiers"},
-		{policy("capacity {\nstreams X\n}"), "capacity streams"},
-		{policy("capacity {\nrequests X\n}"), "capacity requests"},
-		{policy("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
-		{policy("upstream 127.0.0.1:9001 {\ncapacity {\nstreams X\n}\n}"), "capacity streams"},
-		{policy("upstream 127.0.0.1:9001 {\ncapacity {\nrequests X\n}\n}"), "capacity requests"},
-		{policy("warmup X"), "warmup"},
-		{policy("choices X"), "choices"},
-		{policy("interval Xs"), "interval"},
-		{policy("timeout Xms"), "timeout"},
-		{policy("stale_after Xd"), "stale_after"},
-		{agent("capacity {\nstreams X\n}"), "capacity streams"},
-		{agent("capacity {\nrequests X\n}"), "capacity requests"},
-		{agent("capacity {\nlink_bandwidth X\n}"), "capacity link_bandwidth"},
-		{agent("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
-		{agent("pid X"), "pid"},
-		{agent("interval Xs"), "interval"},
-		{transport("resume X"), "resume"},
-		{transport("resume_budget Xs"), "resume_budget"},
-		{dashboard("max_clients X"), "max_clients"},
-		{dashboard("queue X"), "queue"},
-		{dashboard("pong_wait Xs"), "pong_wait"},
+		{inPolicy("hysteresis X"), "hysteresis"},
+		{inPolicy("weights X 0.25 0.2 0.15 0.1"), "weights"},
+		{inPolicy("weights 0.3 X 0.2 0.15 0.1"), "weights"},
+		{inPolicy("weights 0.3 0.25 X 0.15 0.1"), "weights"},
+		{inPolicy("weights 0.3 0.25 0.2 X 0.1"), "weights"},
+		{inPolicy("weights 0.3 0.25 0.2 0.15 X"), "weights"},
+		{inPolicy("tiers X 50 75"), "tiers"},
+		{inPolicy("tiers 25 X 75"), "tiers"},
+		{inPolicy("tiers 25 50 X"), "tiers"},
+		{inPolicy("capacity {\nstreams X\n}"), "capacity streams"},
+		{inPolicy("capacity {\nrequests X\n}"), "capacity requests"},
+		{inPolicy("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
+		{inPolicy("upstream 127.0.0.1:9001 {\ncapacity {\nstreams X\n}\n}"), "capacity streams"},
+		{inPolicy("upstream 127.0.0.1:9001 {\ncapacity {\nrequests X\n}\n}"), "capacity requests"},
+		{inPolicy("warmup X"), "warmup"},
+		{inPolicy("choices X"), "choices"},
+		{inPolicy("interval Xs"), "interval"},
+		{inPolicy("timeout Xms"), "timeout"},
+		{inPolicy("stale_after Xd"), "stale_after"},
+		{inAgent("capacity {\nstreams X\n}"), "capacity streams"},
+		{inAgent("capacity {\nrequests X\n}"), "capacity requests"},
+		{inAgent("capacity {\nlink_bandwidth X\n}"), "capacity link_bandwidth"},
+		{inAgent("capacity {\nresponse_time Xs\n}"), "capacity response_time"},
+		{inAgent("pid X"), "pid"},
+		{inAgent("interval Xs"), "interval"},
+		{inTransport("resume X"), "resume"},
+		{inTransport("resume_budget Xs"), "resume_budget"},
+		{inDashboard("max_clients X"), "max_clients"},
+		{inDashboard("queue X"), "queue"},
+		{inDashboard("pong_wait Xs"), "pong_wait"},
 	}
 	for _, o := range options {
 		for _, v := range nonFinite {
@@ -227,7 +220,7 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("tiers -Inf 50 75")
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
-			cfg := ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered {\n" + opts + "\n\t\t}\n\t}\n}\n"
+			cfg := inPolicy(opts)
 			out, ok := adaptedHandler(t, cfg, "policy", "tiered")
 			if !ok {
 				return
@@ -269,7 +262,7 @@ func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Add("capacity {\nlink_bandwidth NaN\n}")
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
-			cfg := ":9001 {\n\tedge_agent edge {\n" + opts + "\n\t}\n\tfile_server\n}\n"
+			cfg := inAgent(opts)
 			out, ok := adaptedHandler(t, cfg, "handler", "edge_agent")
 			if !ok {
 				return
