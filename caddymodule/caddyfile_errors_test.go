@@ -183,9 +183,9 @@ func withNonFinite(opts string, check func(string)) {
 }
 
 // adaptedHandler adapts cfg; when it is accepted, there must be no
-// warnings (a value JSON cannot encode drops the module with a warning)
-// and the JSON must hold the module (found by its key and value).
-func adaptedHandler(t *testing.T, cfg, key, value string) (out []byte, ok bool) {
+// warnings (but about formatting) and the JSON must hold the module (found
+// by its key and value). It returns the first handler of the first route.
+func adaptedHandler(t *testing.T, cfg, key, value string) (handler json.RawMessage, ok bool) {
 	t.Helper()
 	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -199,7 +199,21 @@ func adaptedHandler(t *testing.T, cfg, key, value string) (out []byte, ok bool) 
 	if !strings.Contains(string(out), fmt.Sprintf("%q:%q", key, value)) {
 		t.Fatalf("accepted, but the adapted JSON has no %s %s:\n%s\n%s", key, value, cfg, out)
 	}
-	return out, true
+	var adapted struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Handle []json.RawMessage `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &adapted); err != nil {
+		t.Fatalf("decoding the adapted JSON: %v\n%s", err, out)
+	}
+	return adapted.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0], true
 }
 
 // FuzzTieredCaddyfile: the policy's parser never panics; what it accepts
@@ -221,29 +235,19 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
 			cfg := inPolicy(opts)
-			out, ok := adaptedHandler(t, cfg, "policy", "tiered")
+			handler, ok := adaptedHandler(t, cfg, "policy", "tiered")
 			if !ok {
 				return
 			}
-			var adapted struct {
-				Apps struct {
-					HTTP struct {
-						Servers map[string]struct {
-							Routes []struct {
-								Handle []struct {
-									LoadBalancing struct {
-										SelectionPolicy *TieredSelection `json:"selection_policy"`
-									} `json:"load_balancing"`
-								} `json:"handle"`
-							} `json:"routes"`
-						} `json:"servers"`
-					} `json:"http"`
-				} `json:"apps"`
+			var proxy struct {
+				LoadBalancing struct {
+					SelectionPolicy *TieredSelection `json:"selection_policy"`
+				} `json:"load_balancing"`
 			}
-			if err := json.Unmarshal(out, &adapted); err != nil {
-				t.Fatalf("decoding the adapted JSON: %v\n%s", err, out)
+			if err := json.Unmarshal(handler, &proxy); err != nil {
+				t.Fatalf("decoding the policy: %v\n%s", err, handler)
 			}
-			p := adapted.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0].LoadBalancing.SelectionPolicy
+			p := proxy.LoadBalancing.SelectionPolicy
 			p.setDefaults()
 			if err := p.Validate(); err != nil {
 				t.Fatalf("accepted, but Validate fails: %v\n%s", err, cfg)
@@ -263,27 +267,13 @@ func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
 			cfg := inAgent(opts)
-			out, ok := adaptedHandler(t, cfg, "handler", "edge_agent")
+			handler, ok := adaptedHandler(t, cfg, "handler", "edge_agent")
 			if !ok {
 				return
 			}
-			var adapted struct {
-				Apps struct {
-					HTTP struct {
-						Servers map[string]struct {
-							Routes []struct {
-								Handle []json.RawMessage `json:"handle"`
-							} `json:"routes"`
-						} `json:"servers"`
-					} `json:"http"`
-				} `json:"apps"`
-			}
-			if err := json.Unmarshal(out, &adapted); err != nil {
-				t.Fatalf("decoding the adapted JSON: %v\n%s", err, out)
-			}
 			a := new(EdgeAgent)
-			if err := json.Unmarshal(adapted.Apps.HTTP.Servers["srv0"].Routes[0].Handle[0], a); err != nil {
-				t.Fatalf("decoding the agent: %v\n%s", err, out)
+			if err := json.Unmarshal(handler, a); err != nil {
+				t.Fatalf("decoding the agent: %v\n%s", err, handler)
 			}
 			a.setDefaults()
 			if err := a.Validate(); err != nil {
