@@ -115,7 +115,7 @@ func (d *CDNDashboard) Provision(ctx caddy.Context) error {
 	}
 	d.allowed = d.allowed[:0]
 	for _, o := range d.AllowedOrigins {
-		parsed, _ := parseOrigin(strings.TrimSuffix(o, "/"))
+		parsed, _ := allowedOrigin(o)
 		d.allowed = append(d.allowed, parsed)
 	}
 	logger := ctx.Logger()
@@ -164,7 +164,7 @@ func (d *CDNDashboard) Validate() error {
 		return fmt.Errorf("cdn_dashboard: queue: %d is below 1", d.Queue)
 	}
 	for _, o := range d.AllowedOrigins {
-		if _, ok := parseOrigin(strings.TrimSuffix(o, "/")); !ok {
+		if _, ok := allowedOrigin(o); !ok {
 			return fmt.Errorf("cdn_dashboard: allowed_origins: %q is not an origin like https://ops.example.com", o)
 		}
 	}
@@ -250,6 +250,10 @@ func parseOrigin(s string) (origin, bool) {
 	}
 	return origin{scheme: u.Scheme, host: strings.ToLower(u.Hostname()), port: port}, true
 }
+
+// allowedOrigin parses an entry of allowed_origins (a trailing slash is
+// allowed there).
+func allowedOrigin(s string) (origin, bool) { return parseOrigin(strings.TrimSuffix(s, "/")) }
 
 // siteHost reports whether host (of r's Host) is one the site can be
 // reached by without DNS rebinding: an IP address, localhost, or a name
@@ -363,7 +367,7 @@ func (d *CDNDashboard) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				return disp.Errf("%s: allowed_origins: missing value", dir)
 			}
 			for _, o := range d.AllowedOrigins {
-				if _, ok := parseOrigin(strings.TrimSuffix(o, "/")); !ok {
+				if _, ok := allowedOrigin(o); !ok {
 					return disp.Errf("%s: allowed_origins: %q is not an origin like https://ops.example.com", dir, o)
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,7 +16,7 @@ import (
 func TestCheckOrigin(t *testing.T) {
 	d := &CDNDashboard{AllowedOrigins: []string{"https://ops.example.com", "http://ops.example.com:8080/"}}
 	for _, o := range d.AllowedOrigins {
-		parsed, ok := parseOrigin(strings.TrimSuffix(o, "/"))
+		parsed, ok := allowedOrigin(o)
 		if !ok {
 			t.Fatalf("parseOrigin(%q) failed", o)
 		}

@@ -100,10 +100,10 @@ func (a *Agent) Interval() time.Duration { return a.cfg.Interval }
 func (a *Agent) Current() (Report, error) {
 	st := a.sampling.Load()
 	switch {
+	case st != nil && st.err != nil:
+		return Report{}, fmt.Errorf("%w: sampling failed: %w", ErrNoReport, st.err)
 	case st == nil || a.latest.Load() == nil:
 		return Report{}, fmt.Errorf("%w: no sample taken yet", ErrNoReport)
-	case st.err != nil:
-		return Report{}, fmt.Errorf("%w: sampling failed: %w", ErrNoReport, st.err)
 	case time.Since(st.goodAt) > StaleIntervals*a.cfg.Interval:
 		return Report{}, fmt.Errorf("%w: the latest sample is %s old", ErrNoReport, time.Since(st.goodAt).Round(time.Millisecond))
 	}
