@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetier/edgetier/edgeagent"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
 // silentEdge accepts connections, reads what they send and never answers;
-// it counts the connections, so a test knows the LB tried it.
+// it counts the requests for anything but its agent's report (the board
+// polls it too), so a test knows the LB tried to proxy to it.
 func silentEdge(t *testing.T) (address string, tried *atomic.Int64) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,11 +36,16 @@ func silentEdge(t *testing.T) (address string, tried *atomic.Int64) {
 			if err != nil {
 				return
 			}
-			tried.Add(1)
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
-			go func() { _, _ = io.Copy(io.Discard, c) }()
+			go func() {
+				br := bufio.NewReader(c)
+				if req, err := http.ReadRequest(br); err == nil && req.URL.Path != edgeagent.DefaultReportPath {
+					tried.Add(1)
+				}
+				_, _ = io.Copy(io.Discard, br)
+			}()
 		}
 	}()
 	t.Cleanup(func() {
@@ -55,10 +63,10 @@ func silentEdge(t *testing.T) (address string, tried *atomic.Int64) {
 // with its second edge's address refusing connections and its third
 // accepting and never answering. Every GET and HEAD through the LB still
 // succeeds, on the good edge, well within the try duration: a silent edge
-// costs the response header timeout, which leaves room for a retry. Until
-// the silent edge has been tried a few times (by the board's judgement and
-// passive health it is tried rarely), requests go on, from a few viewers
-// at once.
+// costs the response header timeout, which leaves room for a retry, and
+// passive health keeps the retry off it. Requests go on, from a few
+// viewers at once, until the silent edge has been tried a few times: from
+// the start, and again once passive health lets it back (fail_duration).
 func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 	silent, tried := silentEdge(t)
 	s := startShipped(t,
@@ -67,7 +75,7 @@ func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 		"127.0.0.1:9002 127.0.0.1:9003", refusing(t)+" "+silent)
 	const (
 		viewers    = 4
-		wantTried  = 3
+		wantTried  = 5 // the first round, and one after passive health lets it back
 		maxRequest = 5*time.Second + 3*time.Second // lb_try_duration and a last try's header timeout, with margin
 	)
 	deadline := time.Now().Add(90 * time.Second)
@@ -99,6 +107,7 @@ func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 					failed.Add(1)
 					t.Errorf("%s /: %d from %q after %s, want 200 from edge-1 within %s", method, resp.StatusCode, resp.Header.Get("X-Edge"), took.Round(time.Millisecond), maxRequest)
 				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		}(v)
 	}
@@ -112,7 +121,10 @@ func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 // TestShippedTimeoutsLeaveARetry: in both shipped LB Caddyfiles (the
 // default and the Compose one), every reverse_proxy that retries has a
 // response header timeout that, with the try interval, ends well inside
-// lb_try_duration: a silent edge is given up in time for another try.
+// lb_try_duration: a silent edge is given up in time for another try. And
+// one failure takes an edge out (passive health, max_fails 1): Caddy does
+// not keep a request's retries off the edge that just failed it, so with
+// more it can spend every try on the same silent edge.
 func TestShippedTimeoutsLeaveARetry(t *testing.T) {
 	for _, file := range []string{"../Caddyfile", "../deploy/lb.Caddyfile"} {
 		t.Run(file, func(t *testing.T) {
@@ -138,6 +150,9 @@ func TestShippedTimeoutsLeaveARetry(t *testing.T) {
 				if header <= 0 || try <= 0 || 2*(header+interval) > try {
 					t.Errorf("response_header_timeout %s and lb_try_interval %s leave no second retry within lb_try_duration %s: a silent edge costs its viewer the whole try window", header, interval, try)
 				}
+				if p.HealthChecks.Passive == nil || p.HealthChecks.Passive.FailDuration < int64(try) || p.HealthChecks.Passive.MaxFails > 1 {
+					t.Errorf("passive health %+v: want max_fails 1 with a fail_duration of at least lb_try_duration %s, so a retry never goes back to the edge that just failed", p.HealthChecks.Passive, try)
+				}
 			}
 		})
 	}
@@ -151,6 +166,12 @@ type reverseProxyTimes struct {
 		TryDuration int64 `json:"try_duration"`
 		TryInterval int64 `json:"try_interval"`
 	} `json:"load_balancing"`
+	HealthChecks struct {
+		Passive *struct {
+			FailDuration int64 `json:"fail_duration"`
+			MaxFails     int   `json:"max_fails"` // 0: Caddy's default, 1
+		} `json:"passive"`
+	} `json:"health_checks"`
 	Transport struct {
 		ResponseHeaderTimeout int64 `json:"response_header_timeout"`
 		HTTP                  *struct {
