@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -21,10 +22,30 @@ func singleArg(d *caddyfile.Dispenser, directive string) (string, error) {
 	return val, nil
 }
 
+// parseFinite parses the number val of option opt. NaN and ±Inf are
+// refused here, by name: range checks written as comparisons let NaN
+// through (every comparison with it is false), and a NaN in a module's
+// config cannot be encoded as JSON, so Caddy's adapter would drop the
+// whole module without an error.
+func parseFinite(d *caddyfile.Dispenser, directive, opt, val string) (float64, error) {
+	f, err := strconv.ParseFloat(val, 64)
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0):
+		// ParseFloat gives ±Inf, with an error, for numbers out of range too.
+		return 0, d.Errf("%s: %s: %q is not a finite number", directive, opt, val)
+	case err != nil:
+		return 0, d.Errf("%s: %s: %q is not a number", directive, opt, val)
+	}
+	return f, nil
+}
+
 // parseNonNegative parses a finite number ≥ 0 for option opt.
 func parseNonNegative(d *caddyfile.Dispenser, directive, opt, val string) (float64, error) {
-	f, err := strconv.ParseFloat(val, 64)
-	if err != nil || f < 0 || f != f || f > 1e12 {
+	f, err := parseFinite(d, directive, opt, val)
+	if err != nil {
+		return 0, err
+	}
+	if f < 0 || f > 1e12 {
 		return 0, d.Errf("%s: %s: %q is not a number between 0 and 1e12", directive, opt, val)
 	}
 	return f, nil

@@ -3,8 +3,10 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,10 +57,14 @@ type CDNDashboard struct {
 	// dropped (default 4).
 	Queue int `json:"queue,omitempty"`
 	// AllowedOrigins may open the WebSocket besides the page's own origin
-	// (e.g. https://ops.example.com). Requests without an Origin header
-	// (non-browser clients) are allowed; "null" never is.
+	// (e.g. https://ops.example.com); scheme, host and port must match
+	// exactly. Requests without an Origin header (non-browser clients) are
+	// allowed; "null" never is. A page served under a name that no site
+	// address of the server gives (the site answers any name) needs its
+	// origin here: see checkOrigin.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
+	allowed  []origin // AllowedOrigins, parsed
 	board    *board.Board
 	hub      *hub
 	meter    *edgeagent.Meter
@@ -108,6 +114,11 @@ func (d *CDNDashboard) Provision(ctx caddy.Context) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
+	d.allowed = d.allowed[:0]
+	for _, o := range d.AllowedOrigins {
+		parsed, _ := allowedOrigin(o)
+		d.allowed = append(d.allowed, parsed)
+	}
 	logger := ctx.Logger()
 	b, err := acquireBoard(d.Pool, ctx.Logger())
 	if err != nil {
@@ -152,7 +163,7 @@ func (d *CDNDashboard) Validate() error {
 		return fmt.Errorf("cdn_dashboard: queue: %d is below 1", d.Queue)
 	}
 	for _, o := range d.AllowedOrigins {
-		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+		if _, ok := allowedOrigin(o); !ok {
 			return fmt.Errorf("cdn_dashboard: allowed_origins: %q is not an origin like https://ops.example.com", o)
 		}
 	}
@@ -174,23 +185,95 @@ func (d *CDNDashboard) Cleanup() error {
 	return nil
 }
 
-// checkOrigin admits the page's own origin and the allowed ones. A
-// missing Origin (a non-browser client) is admitted; "null" never is.
+// checkOrigin admits a WebSocket handshake from the page's own origin or
+// an allowed one, comparing scheme, host and port exactly. A missing
+// Origin (a non-browser client) is admitted; "null", an origin with user
+// information or a path, and anything but http and https never are.
+//
+// The page's own origin is the scheme this connection uses with the Host
+// it was asked for, but only under a host the site can be reached by: an
+// IP address, localhost, or a name one of the server's site addresses
+// gives. Any other name is refused, even when Origin and Host agree: a
+// site address with no host answers every name, and an attacker's name,
+// rebound to this address (DNS rebinding), would otherwise be same-origin.
+// Such names go in allowed_origins.
 func (d *CDNDashboard) checkOrigin(r *http.Request) bool {
-	origin := r.Header["Origin"]
-	if len(origin) == 0 {
+	values := r.Header.Values("Origin")
+	switch len(values) {
+	case 0:
 		return true
-	}
-	u, err := url.Parse(origin[0])
-	if err != nil || origin[0] == "null" || u.Host == "" {
+	case 1:
+	default:
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	o, ok := parseOrigin(values[0])
+	if !ok {
+		return false
+	}
+	if slices.Contains(d.allowed, o) {
 		return true
 	}
-	for _, allowed := range d.AllowedOrigins {
-		if strings.EqualFold(strings.TrimSuffix(allowed, "/"), origin[0]) {
-			return true
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	own, ok := parseOrigin(scheme + "://" + r.Host)
+	return ok && o == own && siteHost(r, own.host)
+}
+
+// origin is a web origin, normalised: lower-case scheme and host, and the
+// port always given.
+type origin struct{ scheme, host, port string }
+
+// parseOrigin reads an origin as browsers serialise it in the Origin
+// header: scheme://host[:port] and nothing else.
+func parseOrigin(s string) (origin, bool) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") ||
+		u.Hostname() == "" || strings.HasSuffix(u.Host, ":") {
+		return origin{}, false
+	}
+	port := u.Port()
+	switch {
+	case port == "" && u.Scheme == "https":
+		port = "443"
+	case port == "":
+		port = "80"
+	default:
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return origin{}, false
+		}
+		port = strconv.Itoa(n)
+	}
+	return origin{scheme: u.Scheme, host: strings.ToLower(u.Hostname()), port: port}, true
+}
+
+// allowedOrigin parses an entry of allowed_origins (a trailing slash is
+// allowed there).
+func allowedOrigin(s string) (origin, bool) { return parseOrigin(strings.TrimSuffix(s, "/")) }
+
+// siteHost reports whether host (of r's Host) is one the site can be
+// reached by without DNS rebinding: an IP address, localhost, or a name
+// matched by a host matcher of the server's routes (its site addresses).
+func siteHost(r *http.Request, host string) bool {
+	if host == "localhost" || net.ParseIP(host) != nil {
+		return true
+	}
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		return false
+	}
+	for _, route := range srv.Routes {
+		for _, set := range route.MatcherSets {
+			for _, m := range set {
+				if hosts, ok := m.(caddyhttp.MatchHost); ok {
+					if match, err := hosts.MatchWithError(r); err == nil && match {
+						return true
+					}
+				}
+			}
 		}
 	}
 	return false
@@ -283,7 +366,7 @@ func (d *CDNDashboard) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				return disp.Errf("%s: allowed_origins: missing value", dir)
 			}
 			for _, o := range d.AllowedOrigins {
-				if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+				if _, ok := allowedOrigin(o); !ok {
 					return disp.Errf("%s: allowed_origins: %q is not an origin like https://ops.example.com", dir, o)
 				}
 			}

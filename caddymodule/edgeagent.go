@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,24 +123,7 @@ func (h *EdgeAgent) Provision(ctx caddy.Context) error {
 		}
 		h.Name = host
 	}
-	if h.Header == "" {
-		h.Header = DefaultEdgeHeader
-	}
-	if h.ReportPath == "" {
-		h.ReportPath = edgeagent.DefaultReportPath
-	}
-	if h.StatePath == "" {
-		h.StatePath = edgeagent.DefaultStatePath
-	}
-	if h.Scope == "" {
-		h.Scope = edgeagent.ScopeAuto
-	}
-	if h.Interval == 0 {
-		h.Interval = caddy.Duration(time.Second)
-	}
-	if h.State == "" {
-		h.State = string(edgeagent.StateReady)
-	}
+	h.setDefaults()
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -162,6 +146,28 @@ func (h *EdgeAgent) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("edge_agent: registering metrics: %w", err)
 	}
 	return nil
+}
+
+// setDefaults fills in every unset option but the name.
+func (h *EdgeAgent) setDefaults() {
+	if h.Header == "" {
+		h.Header = DefaultEdgeHeader
+	}
+	if h.ReportPath == "" {
+		h.ReportPath = edgeagent.DefaultReportPath
+	}
+	if h.StatePath == "" {
+		h.StatePath = edgeagent.DefaultStatePath
+	}
+	if h.Scope == "" {
+		h.Scope = edgeagent.ScopeAuto
+	}
+	if h.Interval == 0 {
+		h.Interval = caddy.Duration(time.Second)
+	}
+	if h.State == "" {
+		h.State = string(edgeagent.StateReady)
+	}
 }
 
 func (h *EdgeAgent) start(logger *zap.Logger) (*sharedAgent, error) {
@@ -219,6 +225,8 @@ func (h *EdgeAgent) Cleanup() error {
 }
 
 // ServeHTTP answers report and state requests and meters every other one.
+// It also makes a zero-length suffix range (bytes=-0) unsatisfiable, which
+// file_server after it would answer with an empty, inverted 206.
 func (h *EdgeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	switch r.URL.Path {
 	case h.ReportPath:
@@ -231,6 +239,7 @@ func (h *EdgeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.Header != "-" {
 		w.Header().Set(h.Header, h.Name)
 	}
+	dropEmptySuffixRanges(r)
 	return h.shared.meter.Serve(w, r, next.ServeHTTP)
 }
 
@@ -273,10 +282,15 @@ func (h *EdgeAgent) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
+	var samePathsErr func() error
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] {
 			return d.Errf("edge_agent: option '%s' given twice", opt)
+		}
+		if opt == "report_path" || opt == "state_path" {
+			// Checked against the other path once the block is read.
+			samePathsErr = errAt(d, "edge_agent: report_path and state_path must differ")
 		}
 		seen[opt] = true
 		switch opt {
@@ -300,6 +314,10 @@ func (h *EdgeAgent) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("edge_agent: unrecognized option '%s'", opt)
 		}
+	}
+	report, state := cmp.Or(h.ReportPath, edgeagent.DefaultReportPath), cmp.Or(h.StatePath, edgeagent.DefaultStatePath)
+	if samePathsErr != nil && report == state {
+		return samePathsErr()
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"net"
 	"net/http"
 	"sync"
@@ -15,8 +16,8 @@ import (
 
 // hub pushes one frame per interval to every WebSocket client. The frame
 // is encoded once for all (a PreparedMessage). A client whose queue is
-// full, whose write times out or who stops answering pings is dropped,
-// never waited for.
+// full, whose write times out or who stops answering pings (echoing their
+// random payload) is dropped, never waited for.
 type hub struct {
 	interval   time.Duration
 	writeWait  time.Duration
@@ -43,6 +44,28 @@ type wsClient struct {
 	done chan struct{}
 	once sync.Once
 	slot int // when in a broadcast it gets its frame (see broadcastSlots)
+
+	pingMu sync.Mutex
+	pings  [2]string // payloads of the last two pings sent, latest first
+}
+
+// newPing makes the payload of the next ping: random, so that only a
+// client that read the ping can echo it.
+func (c *wsClient) newPing() []byte {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	c.pingMu.Lock()
+	c.pings[1], c.pings[0] = c.pings[0], string(b[:])
+	c.pingMu.Unlock()
+	return b[:]
+}
+
+// answers reports whether a pong's payload echoes one of the last two
+// pings (the previous one's pong may arrive after the next ping left).
+func (c *wsClient) answers(payload string) bool {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	return payload != "" && (payload == c.pings[0] || payload == c.pings[1])
 }
 
 func newHub(interval, writeWait, pongWait time.Duration, maxClients, queue int, build func() []byte, logger *zap.Logger) *hub {
@@ -188,7 +211,7 @@ func (h *hub) writer(c *wsClient) {
 				return
 			}
 		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(h.writeWait)); err != nil {
+			if err := c.conn.WriteControl(websocket.PingMessage, c.newPing(), time.Now().Add(h.writeWait)); err != nil {
 				h.drop(c, "ping failed")
 				return
 			}
@@ -196,13 +219,24 @@ func (h *hub) writer(c *wsClient) {
 	}
 }
 
-// reader handles pongs and close frames; a client that sends nothing (no
-// pong) for pongWait is dropped. Clients have nothing else to say.
+// reader handles pongs and close frames; a client that answers no ping
+// for pongWait is dropped. Clients have nothing else to say.
+//
+// Only a pong echoing one of our pings counts: a client reads a ping after
+// every frame sent before it, so its answer proves it has read them. A
+// client that never reads, but sends pongs of its own (unsolicited pongs
+// are allowed), would otherwise be kept while its frames pile up unread in
+// socket buffers, for as long as they last. With this, what a client may
+// leave unread is bounded by the frames of one pong wait, and one that
+// stops reading is dropped within the pong wait.
 func (h *hub) reader(c *wsClient) {
 	defer h.wg.Done()
 	c.conn.SetReadLimit(512)
 	_ = c.conn.SetReadDeadline(time.Now().Add(h.pongWait))
-	c.conn.SetPongHandler(func(string) error {
+	c.conn.SetPongHandler(func(payload string) error {
+		if !c.answers(payload) {
+			return nil
+		}
 		return c.conn.SetReadDeadline(time.Now().Add(h.pongWait))
 	})
 	for {

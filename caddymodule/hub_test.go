@@ -126,3 +126,71 @@ func serveHub(h *hub) (*httptest.Server, string) {
 	}))
 	return srv, "ws" + strings.TrimPrefix(srv.URL, "http")
 }
+
+// TestHubDropsClientsThatNeverRead: a client that never reads but sends
+// pongs of its own (unsolicited, or with a payload it did not read) is
+// dropped within the pong wait, like a silent one: only a pong echoing a
+// ping proves the client has read what came before the ping, so what it
+// may leave unread is bounded. Readers, answering pings as every
+// WebSocket client does, stay.
+func TestHubDropsClientsThatNeverRead(t *testing.T) {
+	const pongWait = 400 * time.Millisecond
+	frame := []byte(`{"pad":"` + strings.Repeat("x", 2800) + `"}`)
+	h := newHub(50*time.Millisecond, time.Second, pongWait, 100, 8, func() []byte { return frame }, zap.NewNop())
+	defer h.stop()
+	srv, url := serveHub(h)
+	defer srv.Close()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	// Non-readers: one sends empty pongs, one pongs with a guessed payload.
+	for _, payload := range []string{"", "00000000"} {
+		c, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if c.WriteControl(websocket.PongMessage, []byte(payload), time.Now().Add(time.Second)) != nil {
+						return // dropped
+					}
+				}
+			}
+		}()
+	}
+	// A reader, for three pong waits.
+	reader, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	readErr := make(chan error, 1)
+	go func() {
+		end := time.Now().Add(3 * pongWait)
+		for time.Now().Before(end) {
+			_ = reader.SetReadDeadline(end.Add(time.Second))
+			if _, _, err := reader.ReadMessage(); err != nil {
+				readErr <- err
+				return
+			}
+		}
+		readErr <- nil
+	}()
+	if err := <-readErr; err != nil {
+		t.Fatalf("a reader was dropped: %v", err)
+	}
+	// The non-readers went within the pong wait (with margin); the reader stays.
+	if got := h.count.Load(); got != 1 {
+		t.Errorf("%d clients joined after %s, want only the reader: clients that never read but pong are kept", got, 3*pongWait)
+	}
+}

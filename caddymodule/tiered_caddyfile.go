@@ -1,7 +1,7 @@
 package caddymodule
 
 import (
-	"fmt"
+	"cmp"
 	"strconv"
 	"time"
 
@@ -45,7 +45,9 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
-	var timeoutErr func() error
+	// Where the options checked against each other once the block is read
+	// were given, so their errors name the line.
+	var intervalAt, timeoutAt, staleAt, forgetAt func(string, ...any) error
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if opt != "upstream" && seen[opt] {
@@ -80,15 +82,20 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			switch opt {
 			case "interval":
+				if dur < minPollInterval {
+					return d.Errf("%s: interval: %s is below the minimum of %s", dir, dur, minPollInterval)
+				}
 				p.Interval = caddy.Duration(dur)
+				intervalAt = errLater(d)
 			case "timeout":
 				p.Timeout = caddy.Duration(dur)
-				// Checked against the interval once the block is read.
-				timeoutErr = errAt(d, "%s: timeout: %s must be shorter than the interval", dir, dur)
+				timeoutAt = errLater(d)
 			case "stale_after":
 				p.StaleAfter = caddy.Duration(dur)
+				staleAt = errLater(d)
 			case "forget_after":
 				p.ForgetAfter = caddy.Duration(dur)
+				forgetAt = errLater(d)
 			}
 		case "warmup", "choices":
 			val, err := singleArg(d, dir)
@@ -112,8 +119,11 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			h, err := strconv.ParseFloat(val, 64)
-			if err != nil || h < 0 || h > 50 {
+			h, err := parseFinite(d, dir, opt, val)
+			if err != nil {
+				return err
+			}
+			if h < 0 || h > 50 {
 				return d.Errf("%s: hysteresis: %q is not a number of points between 0 and 50", dir, val)
 			}
 			p.Hysteresis = &h
@@ -156,12 +166,36 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: unrecognized option '%s'", dir, opt)
 		}
 	}
-	interval := p.Interval
-	if interval == 0 {
-		interval = caddy.Duration(time.Second)
+	return p.checkDurations(dir, intervalAt, timeoutAt, staleAt, forgetAt)
+}
+
+// minPollInterval is the shortest poll interval the policy takes.
+const minPollInterval = 10 * time.Millisecond
+
+// checkDurations makes the checks of Validate that relate the durations
+// to each other (with Provision's defaults for those not given), naming
+// the line of the option given that breaks them: Validate names none.
+func (p *TieredSelection) checkDurations(dir string, intervalAt, timeoutAt, staleAt, forgetAt func(string, ...any) error) error {
+	interval := cmp.Or(time.Duration(p.Interval), time.Second)
+	stale := cmp.Or(time.Duration(p.StaleAfter), 3*interval)
+	forget := cmp.Or(time.Duration(p.ForgetAfter), 5*time.Minute)
+	// The first option given of those the check relates, from the last.
+	at := func(candidates ...func(string, ...any) error) func(string, ...any) error {
+		for _, c := range candidates {
+			if c != nil {
+				return c
+			}
+		}
+		return nil
 	}
-	if timeoutErr != nil && p.Timeout >= interval {
-		return timeoutErr()
+	if timeoutAt != nil && time.Duration(p.Timeout) >= interval {
+		return timeoutAt("%s: timeout: %s must be shorter than the interval", dir, time.Duration(p.Timeout))
+	}
+	if staleAt != nil && stale < interval {
+		return staleAt("%s: stale_after: %s is shorter than the interval %s", dir, stale, interval)
+	}
+	if errf := at(forgetAt, staleAt, intervalAt); errf != nil && forget < stale {
+		return errf("%s: forget_after: %s is shorter than stale_after %s", dir, forget, stale)
 	}
 	return nil
 }
@@ -223,20 +257,28 @@ func floatArgs(d *caddyfile.Dispenser, dir string, n int, usage string) ([]float
 		return nil, d.Errf("%s: %s: want %d numbers (%s), got %d", dir, opt, n, usage, len(args))
 	}
 	for i, a := range args {
-		f, err := strconv.ParseFloat(a, 64)
+		f, err := parseFinite(d, dir, opt, a)
 		if err != nil {
-			return nil, d.Errf("%s: %s: %q is not a number", dir, opt, a)
+			return nil, err
 		}
 		out[i] = f
 	}
 	return out, nil
 }
 
-// errAt returns a function making an error that names the current token's
-// file and line, for checks that can only be made later.
+// errLater returns a function making an error, as d.Errf does, that names
+// the current token's file and line: for checks made once a block is read.
+func errLater(d *caddyfile.Dispenser) func(format string, args ...any) error {
+	at := caddyfile.NewDispenser([]caddyfile.Token{d.Token()})
+	at.Next()
+	return at.Errf
+}
+
+// errAt returns a function making the error format and args name the
+// current token's file and line, for checks that can only be made later.
 func errAt(d *caddyfile.Dispenser, format string, args ...any) func() error {
-	err := d.Errf(format, args...)
-	return func() error { return fmt.Errorf("%w", err) }
+	errf := errLater(d)
+	return func() error { return errf(format, args...) }
 }
 
 // Interface guard

@@ -33,6 +33,7 @@ type Agent struct {
 	state    atomic.Value // State
 	seq      atomic.Uint64
 	latest   atomic.Pointer[Report]
+	sampling atomic.Pointer[samplingState]
 	failures atomic.Uint64 // samples that failed
 
 	mu       sync.Mutex // guards prev and prevResp, used by sample only
@@ -41,6 +42,22 @@ type Agent struct {
 	prevSent uint64
 	havePrev bool
 }
+
+// samplingState is how the agent's sampling goes: the latest attempt's
+// error (nil when it succeeded) and when the latest good sample was taken.
+type samplingState struct {
+	err    error
+	goodAt time.Time // monotonic
+}
+
+// ErrNoReport is wrapped by Current when the agent cannot vouch for a
+// report: none taken yet, its latest sampling failed, or its latest good
+// sample is older than StaleIntervals intervals.
+var ErrNoReport = errors.New("no current report")
+
+// StaleIntervals is how many sampling intervals old the latest good
+// sample may be before the agent no longer serves it.
+const StaleIntervals = 3
 
 // NewAgent returns an agent in state ready. requests may be a *Meter, whose
 // in-flight count is then read live for each report.
@@ -71,8 +88,31 @@ func (a *Agent) SetState(s State) { a.state.Store(s) }
 // SampleFailures counts samples that could not be taken.
 func (a *Agent) SampleFailures() uint64 { return a.failures.Load() }
 
+// Interval is the sampling interval.
+func (a *Agent) Interval() time.Duration { return a.cfg.Interval }
+
+// Current returns the report to serve, or an error wrapping ErrNoReport
+// when the agent cannot vouch for one: it has taken no sample yet, its
+// latest sampling failed (the figures would be stale, or zero), or its
+// latest good sample is older than StaleIntervals intervals (the sampler
+// is stuck). A balancer must never be handed the last report again as if
+// it were current: same seq, old timestamp.
+func (a *Agent) Current() (Report, error) {
+	st := a.sampling.Load()
+	switch {
+	case st != nil && st.err != nil:
+		return Report{}, fmt.Errorf("%w: sampling failed: %w", ErrNoReport, st.err)
+	case st == nil || a.latest.Load() == nil:
+		return Report{}, fmt.Errorf("%w: no sample taken yet", ErrNoReport)
+	case time.Since(st.goodAt) > StaleIntervals*a.cfg.Interval:
+		return Report{}, fmt.Errorf("%w: the latest sample is %s old", ErrNoReport, time.Since(st.goodAt).Round(time.Millisecond))
+	}
+	return a.Report(), nil
+}
+
 // Report returns the latest report, with the state and (for an in-process
-// meter) the number of streams as they are now.
+// meter) the number of streams as they are now. It does not say whether
+// sampling still works: serve Current instead.
 func (a *Agent) Report() Report {
 	var r Report
 	if p := a.latest.Load(); p != nil {
@@ -118,12 +158,12 @@ func (a *Agent) Sample(ctx context.Context) {
 	res, resErr := a.resources.Sample(ctx)
 	cur, reqErr := a.requests.Counters()
 	if err := errors.Join(resErr, reqErr); err != nil {
-		a.failures.Add(1)
+		// Without its figures (zero for resources, wrong rates for
+		// requests) there is no report to make: Current refuses until a
+		// sample succeeds again.
+		a.failed(err)
 		a.logger.Warn("sampling edge", "edge", a.cfg.Name, "error", err)
-		if reqErr != nil {
-			// Without request figures the rates would be wrong: keep the last report.
-			return
-		}
+		return
 	}
 
 	a.mu.Lock()
@@ -160,9 +200,20 @@ func (a *Agent) Sample(ctx context.Context) {
 	a.prev, a.prevSent, a.havePrev = cur, res.EgressBytes, true
 	if err := r.Validate(); err != nil {
 		// Our own figures out of range is a bug; never serve them.
-		a.failures.Add(1)
+		a.failed(err)
 		a.logger.Error("agent made an invalid report", "edge", a.cfg.Name, "error", fmt.Errorf("%w", err))
 		return
 	}
 	a.latest.Store(&r)
+	a.sampling.Store(&samplingState{goodAt: time.Now()})
+}
+
+// failed records a sampling attempt that made no report.
+func (a *Agent) failed(err error) {
+	a.failures.Add(1)
+	st := &samplingState{err: err}
+	if prev := a.sampling.Load(); prev != nil {
+		st.goodAt = prev.goodAt
+	}
+	a.sampling.Store(st)
 }

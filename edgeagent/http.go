@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 )
@@ -46,6 +48,9 @@ func (g *Guard) Allow(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // ServeReport answers a report request: GET or HEAD, JSON, never cached.
+// When the agent cannot vouch for a current report (Agent.Current: no
+// sample yet, sampling failing, the sampler stuck) it answers 503 with
+// Retry-After one interval, never its last report again.
 func ServeReport(a *Agent, g *Guard, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -55,14 +60,20 @@ func ServeReport(a *Agent, g *Guard, w http.ResponseWriter, r *http.Request) {
 	if !g.Allow(w, r) {
 		return
 	}
-	body, err := json.Marshal(a.Report())
+	w.Header().Set("Cache-Control", "no-store")
+	rep, err := a.Current()
+	if err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(a.Interval().Seconds()))))
+		http.Error(w, "report: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	body, err := json.Marshal(rep)
 	if err != nil {
 		http.Error(w, "encoding report: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	g.Reports.Add(1)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
 	if r.Method == http.MethodHead {
 		return
 	}

@@ -1,6 +1,7 @@
 package edgeagent
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,5 +68,48 @@ func TestParseMatch(t *testing.T) {
 	}
 	if _, err := ParseMatch("server"); err == nil {
 		t.Fatal("ParseMatch accepted a matcher without =")
+	}
+}
+
+// TestPromSourceStreams: pages are read in chunks, so families of
+// thousands of series (a histogram's lines split across chunks too) sum
+// right; families the agent does not read are skipped unparsed; a page
+// above the cap fails.
+func TestPromSourceStreams(t *testing.T) {
+	var page strings.Builder
+	page.WriteString("# HELP other_total Not read.\n# TYPE other_total counter\n")
+	page.WriteString("other_total{a=\"1\"} this is not a number\n") // skipped, never parsed
+	page.WriteString("# TYPE caddy_http_requests_total counter\n")
+	for i := 0; i < 2500; i++ {
+		fmt.Fprintf(&page, "caddy_http_requests_total{server=\"srv%d\",handler=\"file_server\"} 2\n", i)
+	}
+	page.WriteString("# TYPE caddy_http_response_duration_seconds histogram\n")
+	for i := 0; i < 700; i++ { // 3 lines a series: chunk boundaries fall inside series
+		fmt.Fprintf(&page, "caddy_http_response_duration_seconds_bucket{server=\"srv%d\",le=\"+Inf\"} 4\n", i)
+		fmt.Fprintf(&page, "caddy_http_response_duration_seconds_sum{server=\"srv%d\"} 0.5\n", i)
+		fmt.Fprintf(&page, "caddy_http_response_duration_seconds_count{server=\"srv%d\"} 4\n", i)
+	}
+	page.WriteString("caddy_http_requests_in_flight 3") // untyped, and no final newline
+	text := page.String()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(text))
+	}))
+	defer srv.Close()
+	p := &PromSource{URL: srv.URL, Names: CaddyMetricNames, Timeout: 5 * time.Second}
+	got, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.ObservedAt = time.Time{}
+	if want := (Counters{Requests: 5000, InFlight: 3, TTFBSum: 350, TTFBCount: 2800}); got != want {
+		t.Fatalf("Counters() = %+v, want %+v", got, want)
+	}
+	p.MaxBytes = int64(len(text)) - 1
+	if _, err := p.Counters(); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a page one byte above the cap: %v, want an error", err)
+	}
+	p.MaxBytes = int64(len(text))
+	if _, err := p.Counters(); err != nil {
+		t.Fatalf("a page exactly at the cap: %v", err)
 	}
 }

@@ -55,34 +55,6 @@ func blackHole(t *testing.T) string {
 // could be taken by the next process a test starts).
 const refusingAddr = "127.0.0.1:1"
 
-// TestRetriesOnRefusingAndSilentEdges: with one edge refusing connections
-// and one accepting and never answering, every GET and HEAD through the LB
-// still succeeds on the healthy edge, within bounded tries and time.
-func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
-	good := startEdge(t, "good", library(t), "", cluster.Options{})
-	lbPort := freePort(t)
-	cfg := strings.Replace(lbConfig(lbPort, []string{refusingAddr, blackHole(t), addr(good.port)}, ""), "response_header_timeout 5s", "response_header_timeout 1s", 1)
-	startCaddy(t, "lb", cfg, cluster.Options{})
-	for i := 0; i < 30; i++ {
-		method := http.MethodGet
-		if i%2 == 1 {
-			method = http.MethodHead
-		}
-		req, _ := http.NewRequest(method, "http://"+addr(lbPort)+"/sample.mp4", nil)
-		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %d: %v", method, i, err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		// lb_try_duration 3s plus one response_header_timeout: a generous bound.
-		if took := time.Since(start); resp.StatusCode != http.StatusOK || resp.Header.Get("X-Edge") != "good" || took > 6*time.Second {
-			t.Fatalf("%s %d: %d from %q after %s", method, i, resp.StatusCode, resp.Header.Get("X-Edge"), took)
-		}
-	}
-}
-
 // TestPassiveHealthTakesOutFailingEdge: an edge answering 5xx is taken out
 // by passive health and gets traffic again once it recovers.
 func TestPassiveHealthTakesOutFailingEdge(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 type options struct {
 	listen, name, source, match, scope, tokenFile, state string
 	pid                                                  int
+	maxScrapeBytes                                       int64
 	interval                                             time.Duration
 	names                                                edgeagent.MetricNames
 	capacity                                             edgeagent.Capacity
@@ -44,6 +45,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.name, "name", host, "the edge's name in reports")
 	fs.StringVar(&o.source, "source", "http://127.0.0.1:2019/metrics", "the edge's Prometheus endpoint (Caddy's admin /metrics needs its global `metrics` option)")
 	fs.StringVar(&o.match, "match", "", "only sum series with these labels, e.g. server=srv0,handler=file_server")
+	fs.Int64Var(&o.maxScrapeBytes, "max-scrape-bytes", edgeagent.DefaultMaxScrapeBytes, "largest metrics page read from -source; a larger one fails the sample")
 	fs.StringVar(&o.names.Requests, "metric-requests", edgeagent.CaddyMetricNames.Requests, "counter of requests")
 	fs.StringVar(&o.names.InFlight, "metric-in-flight", edgeagent.CaddyMetricNames.InFlight, "gauge of requests in flight")
 	fs.StringVar(&o.names.TTFB, "metric-ttfb", edgeagent.CaddyMetricNames.TTFB, "histogram of seconds to first byte")
@@ -74,6 +76,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if _, err := edgeagent.ParseMatch(o.match); err != nil {
 		return o, fmt.Errorf("-match: %w", err)
+	}
+	if o.maxScrapeBytes < 1 {
+		return o, fmt.Errorf("-max-scrape-bytes: %d is not a positive size", o.maxScrapeBytes)
 	}
 	if o.pid < 0 {
 		return o, fmt.Errorf("-pid: %d is negative", o.pid)
@@ -133,7 +138,7 @@ func run(args []string, logger *slog.Logger) error {
 		return err
 	}
 	match, _ := edgeagent.ParseMatch(o.match)
-	source := &edgeagent.PromSource{URL: o.source, Names: o.names, Match: match, Timeout: o.interval * 8 / 10}
+	source := &edgeagent.PromSource{URL: o.source, Names: o.names, Match: match, Timeout: o.interval * 8 / 10, MaxBytes: o.maxScrapeBytes}
 	var capacity *edgeagent.Capacity
 	if o.capacity != (edgeagent.Capacity{}) {
 		capacity = &o.capacity
