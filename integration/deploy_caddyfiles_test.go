@@ -55,7 +55,7 @@ func TestDeployCaddyfiles(t *testing.T) {
 	}
 	lbCfg := deployCaddyfile(t, "lb.Caddyfile",
 		"{$LB_SITE::80} {", "{$LB_SITE::80} {\n\tbind 127.0.0.1",
-		"dynamic a edge 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
+		"dynamic a {$EDGE_HOST:edge} 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
 		":9180 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", lbMetrics))
 	lb := startCaddy(t, "lb", lbCfg, clusterEnv("LB_SITE=http://:"+itoa(lbPort), "EDGE_TOKEN="+token,
 		"DASHBOARD_USER=ops", "DASHBOARD_PASSWORD_HASH="+strings.TrimSpace(string(hash))))
