@@ -201,15 +201,19 @@ func stopEnginesOnSignal() {
 func (e *engine) stop() {
 	e.stopOnce.Do(func() {
 		if e.cmd.Process != nil {
-			_ = e.cmd.Process.Signal(syscall.SIGTERM)
-			// unshare passes nothing on: signal the script, the namespace's init.
+			// The script (the namespace's init, unshare's child) stops the
+			// daemons in order; unshare itself would only pass SIGKILL on.
+			signalled := false
 			if child, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", e.cmd.Process.Pid, e.cmd.Process.Pid)); err == nil {
 				for _, f := range strings.Fields(string(child)) {
 					var pid int
-					if _, err := fmt.Sscan(f, &pid); err == nil {
-						_ = syscall.Kill(pid, syscall.SIGTERM)
+					if _, err := fmt.Sscan(f, &pid); err == nil && syscall.Kill(pid, syscall.SIGTERM) == nil {
+						signalled = true
 					}
 				}
+			}
+			if !signalled {
+				_ = e.cmd.Process.Signal(syscall.SIGTERM)
 			}
 			select {
 			case <-e.exited:
