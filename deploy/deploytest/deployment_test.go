@@ -321,7 +321,30 @@ func (d *deployment) checkPrometheus(what string, running []edge) {
 	d.t.Logf("%s: Prometheus scraped the LB and %d edges, all up, after %s", what, len(running), took.Round(100*time.Millisecond))
 }
 
-// dumpLB logs the LB's JSON (edges and events), for a failed test.
+// afterScaleDown stops the viewers and checks what must hold once the
+// edges scaled down under load: no stream broke and one at least was
+// resumed (else the scale-down stopped no edge mid-stream and proved
+// nothing), the operator endpoints and agents need their secrets, a Range
+// request is byte-exact.
+func (d *deployment) afterScaleDown(v *viewers, resumesBefore map[string]float64, stopped string) {
+	d.t.Helper()
+	v.check()
+	after := d.resumes()
+	d.t.Logf("resumes during the scaling: %v (before: %v)", after, resumesBefore)
+	if after["ok"] <= resumesBefore["ok"] {
+		d.t.Errorf("no stream was resumed while %s stopped under load: the test did not exercise resume (resumes %v)", stopped, after)
+	}
+	d.checkAuth()
+	d.checkRange()
+}
+
+// dump logs the LB's JSON and the containers' last lines, for a failed test.
+func (d *deployment) dump() {
+	d.dumpLB()
+	d.e.dump()
+}
+
+// dumpLB logs the LB's JSON (edges and events).
 func (d *deployment) dumpLB() {
 	_, body, _, err := d.get(d.lb+"/metrics", "basic")
 	var frame struct {

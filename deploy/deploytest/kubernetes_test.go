@@ -63,24 +63,18 @@ func loadManifests(t *testing.T, dir string) manifests {
 			}
 			switch tm.APIVersion + " " + tm.Kind {
 			case "v1 Namespace":
-				var o corev1.Namespace
-				strict(&o)
-				m.namespaces = append(m.namespaces, o)
+				m.namespaces = append(m.namespaces, decode[corev1.Namespace](strict))
 			case "v1 ConfigMap":
-				var o corev1.ConfigMap
-				strict(&o)
+				o := decode[corev1.ConfigMap](strict)
 				m.configMaps[o.Name] = o
 			case "v1 Secret":
-				var o corev1.Secret
-				strict(&o)
+				o := decode[corev1.Secret](strict)
 				m.secrets[o.Name] = o
 			case "v1 Service":
-				var o corev1.Service
-				strict(&o)
+				o := decode[corev1.Service](strict)
 				m.services[o.Name] = o
 			case "apps/v1 Deployment":
-				var o appsv1.Deployment
-				strict(&o)
+				o := decode[appsv1.Deployment](strict)
 				m.deployments[o.Name] = o
 			default:
 				t.Fatalf("%s: unexpected %q %q", where, tm.APIVersion, tm.Kind)
@@ -88,6 +82,13 @@ func loadManifests(t *testing.T, dir string) manifests {
 		}
 	}
 	return m
+}
+
+// decode decodes a document into a new T with strict.
+func decode[T any](strict func(any)) T {
+	var o T
+	strict(&o)
+	return o
 }
 
 func stripComments(doc string) string {
