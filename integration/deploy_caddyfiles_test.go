@@ -118,6 +118,12 @@ func TestDeployCaddyfiles(t *testing.T) {
 	if code, body := get(lbURL+"/dashboard", "ops", "ops-password", ""); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Errorf("/dashboard with the password: %d", code)
 	}
+	// The LB's readiness answers through the pool; asked, as the
+	// deployment's health check does every second, it also keeps the edge
+	// known (the LB forgets an edge 4 s after its last request).
+	if code, body := get("http://"+addr(lbMetrics)+"/ready", "", "", ""); code != http.StatusOK || !strings.Contains(body, `"edge":"edge-1"`) {
+		t.Errorf("/ready on the LB's private port: %d %.200s", code, body)
+	}
 	if code, body := get(lbURL+"/prometheus", "ops", "ops-password", ""); code != http.StatusOK || !strings.Contains(body, "edgetier_upstream_score") {
 		t.Errorf("/prometheus with the password: %d", code)
 	}
