@@ -15,11 +15,13 @@ BUILD_GOPROXY := $(shell $(GO) env GOPROXY | sed -e 's/[,|]direct$$//' -e 's/,/|
 GO_SOURCES    := $(shell find . -name '*.go' -not -path './bench/out/*') go.mod go.sum $(shell find dashboard -type f 2>/dev/null)
 
 # System packages the tests use: Chromium (browser tests), Prometheus and
-# promtool, ffmpeg/ffprobe, and the peer load balancers of the benchmarks.
-APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy docker-compose
-APT_COMMANDS := chromium prometheus promtool ffmpeg ffprobe wrk nginx haproxy docker-compose
+# promtool, ffmpeg/ffprobe, the peer load balancers of the benchmarks, and
+# a Docker engine with Compose and a static busybox (the deployment tests).
+APT_PACKAGES := chromium prometheus ffmpeg wrk nginx-light haproxy docker-compose docker.io busybox-static
+APT_COMMANDS := chromium prometheus promtool ffmpeg ffprobe wrk nginx haproxy docker-compose dockerd containerd busybox
+COMPOSE_V2    := v2.29.7
 
-.PHONY: all build run test soak lint bench breakcheck deps dashboard-vendor clean
+.PHONY: all build run test compose-test images-offline compose-v2 soak lint bench breakcheck deps dashboard-vendor clean
 
 all: build
 
@@ -51,6 +53,9 @@ lint:
 
 # Every test, against the binary built once above. Integration tests fail
 # (never skip) when EDGETIER_CADDY is set; a skip anywhere fails the run.
+# ./... includes deploy/deploytest: the Compose and Swarm tests on a Docker
+# engine of their own (what compose-test runs alone) and the Kubernetes
+# manifests' test.
 test: deps build lint
 	@mkdir -p build
 	EDGETIER_CADDY=$(CURDIR)/bin/caddy EDGETIER_AGENT=$(CURDIR)/bin/edgeagent \
@@ -59,6 +64,29 @@ test: deps build lint
 	@if grep -q -- '--- SKIP' build/test.log; then grep -- '--- SKIP' build/test.log; echo "FAIL: tests were skipped; a skipped test proves nothing"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 10m ./edgeagent/... ./caddymodule/... ./internal/board/... ./internal/rank/... -run 'Board|Hub|Meter|Agent|Select|Choose|Slow'
 	@echo "$$(grep -cE -- '^\s*--- PASS' build/test.log) passed, $$(grep -cE -- '^\s*--- FAIL' build/test.log) failed"
+
+# docker-compose.yml for real, as Compose and as a Swarm stack, on a Docker
+# engine the tests start and stop themselves (build/docker/, never another
+# daemon), with images built offline from bin/caddy; about 3 minutes.
+compose-test: deps build
+	EDGETIER_CADDY=$(CURDIR)/bin/caddy \
+	  $(GO) test -count=1 -timeout 15m -v -run '^(TestCompose|TestSwarm|TestKubernetesManifests)$$' ./deploy/deploytest/
+
+# The deployment's images without a registry, from bin/caddy, Debian's
+# busybox-static and prometheus, into the engine DOCKER_HOST names.
+images-offline: build
+	bash deploy/offline/build.sh $(CURDIR)/bin/caddy
+
+# Optional: the `docker compose` (v2) CLI plugin, built from its Go module
+# (about 8 minutes), into build/cli-plugins/, where the Compose test finds it.
+compose-v2: build/cli-plugins/docker-compose
+
+build/cli-plugins/docker-compose:
+	@mkdir -p build/cli-plugins
+	GOBIN=$(CURDIR)/build/cli-plugins $(GO) install \
+	  -ldflags '-X github.com/docker/compose/v2/internal.Version=$(COMPOSE_V2)' \
+	  github.com/docker/compose/v2/cmd@$(COMPOSE_V2)
+	mv build/cli-plugins/cmd $@
 
 # Long, bounded tests that stop by themselves; not part of make test.
 soak: deps build

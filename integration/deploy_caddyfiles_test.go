@@ -57,7 +57,7 @@ func TestDeployCaddyfiles(t *testing.T) {
 	}
 	lbCfg := deployCaddyfile(t, "lb.Caddyfile",
 		"{$LB_SITE::80} {", "{$LB_SITE::80} {\n\tbind 127.0.0.1",
-		"dynamic a edge 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
+		"dynamic a {$EDGE_HOST:edge} 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
 		":9180 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", lbMetrics))
 	lb := startCaddy(t, "lb", lbCfg, cluster.Options{Env: []string{"LB_SITE=http://:" + strconv.Itoa(lbPort), "EDGE_TOKEN=" + token,
 		"DASHBOARD_USER=ops", "DASHBOARD_PASSWORD_HASH=" + strings.TrimSpace(string(hash))}})
@@ -119,6 +119,12 @@ func TestDeployCaddyfiles(t *testing.T) {
 	}
 	if code, body := get(lbURL+"/dashboard", "ops", "ops-password", ""); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Errorf("/dashboard with the password: %d", code)
+	}
+	// The LB's readiness answers through the pool; asked, as the
+	// deployment's health check does every second, it also keeps the edge
+	// known (the LB forgets an edge 4 s after its last request).
+	if code, body := get("http://"+addr(lbMetrics)+"/ready", "", "", ""); code != http.StatusOK || !strings.Contains(body, `"edge":"edge-1"`) {
+		t.Errorf("/ready on the LB's private port: %d %.200s", code, body)
 	}
 	if code, body := get(lbURL+"/prometheus", "ops", "ops-password", ""); code != http.StatusOK || !strings.Contains(body, "edgetier_upstream_score") {
 		t.Errorf("/prometheus with the password: %d", code)
