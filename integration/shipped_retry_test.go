@@ -75,7 +75,7 @@ func TestRetriesOnRefusingAndSilentEdges(t *testing.T) {
 		"127.0.0.1:9002 127.0.0.1:9003", refusing(t)+" "+silent)
 	const (
 		viewers    = 4
-		wantTried  = 5 // the first round, and one after passive health lets it back
+		wantTried  = 5                             // the first round, and one after passive health lets it back
 		maxRequest = 5*time.Second + 3*time.Second // lb_try_duration and a last try's header timeout, with margin
 	)
 	deadline := time.Now().Add(90 * time.Second)
