@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -87,13 +88,13 @@ func TestStandaloneAgentBoundedScrape(t *testing.T) {
 
 	agentPort := freePort(t)
 	cmd := exec.Command(testenv.Agent(t), "-listen", addr(agentPort), "-name", "edge-s",
-		"-source", source.URL, "-match", "handler=edge_agent", "-interval", "1s", "-scope", "process")
+		"-source", source.URL, "-match", "handler=edge_agent", "-interval", "2s", "-scope", "process")
 	startProgram(t, "edgeagent", cmd)
 	agentURL := "http://" + addr(agentPort)
 
 	// Below the cap: the figures are the edge's own (the padding series
 	// of the summed counter are 0, and do not match -match anyway).
-	eventually(t, 15*time.Second, "three scrapes of the 6 MB page", func() (bool, string) {
+	eventually(t, 20*time.Second, "three scrapes of the 6 MB page", func() (bool, string) {
 		return scrapes.Load() >= 3, fmt.Sprint(scrapes.Load(), " scrapes")
 	})
 	rep := getReport(t, agentURL+"/_edgetier/load", "")
@@ -112,12 +113,24 @@ func TestStandaloneAgentBoundedScrape(t *testing.T) {
 	// Above the cap: refused, counted as failed samples.
 	page.Store(pages["16MB"])
 	before := scrapes.Load()
-	eventually(t, 15*time.Second, "three scrapes of the 16 MB page", func() (bool, string) {
+	eventually(t, 20*time.Second, "three scrapes of the 16 MB page", func() (bool, string) {
 		return scrapes.Load() >= before+3, fmt.Sprint(scrapes.Load()-before, " scrapes")
 	})
 	if f := failures(); f < 2 {
 		t.Errorf("%g sample failures after 3 scrapes of a 16 MB page: want it refused (above the cap)", f)
 	}
+	// Refused for its size (the agent says why it answers 503), not for
+	// taking too long.
+	eventually(t, 10*time.Second, "the report to say the page is above the cap", func() (bool, string) {
+		resp, err := http.Get(agentURL + "/_edgetier/load")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "larger than"),
+			fmt.Sprintf("%d %q: want it refused (above the cap)", resp.StatusCode, truncate(string(body), 200))
+	})
 	peak = peakRSS(t, cmd.Process.Pid)
 	t.Logf("16 MB page: peak RSS %d MB", peak>>20)
 	const bound = 48 << 20
