@@ -127,7 +127,7 @@ func TestDeployLBHidesAgentEndpoints(t *testing.T) {
 	}
 	startCaddy(t, "lb", deployCaddyfile(t, "lb.Caddyfile",
 		"{$LB_SITE::80} {", "{$LB_SITE::80} {\n\tbind 127.0.0.1",
-		"dynamic a edge 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
+		"dynamic a {$EDGE_HOST:edge} 8080 {", fmt.Sprintf("dynamic a localhost %d {\n\t\t\t\tversions ipv4", edgePort),
 		":9180 {", fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1", lbMetrics)),
 		cluster.Options{Env: []string{"LB_SITE=http://:" + strconv.Itoa(lbPort), "EDGE_TOKEN=" + token,
 			"DASHBOARD_USER=ops", "DASHBOARD_PASSWORD_HASH=" + strings.TrimSpace(string(hash))}})

@@ -140,7 +140,12 @@ func TestShippedTimeoutsLeaveARetry(t *testing.T) {
 			if len(proxies) == 0 {
 				t.Fatal("no reverse_proxy found")
 			}
+			viewers := 0
 			for _, p := range proxies {
+				if p.Transport.Protocol != "edgetier" {
+					continue // not the viewers' (the Compose LB's /ready heartbeat)
+				}
+				viewers++
 				header := time.Duration(p.Transport.ResponseHeaderTimeout)
 				if p.Transport.HTTP != nil {
 					header = time.Duration(p.Transport.HTTP.ResponseHeaderTimeout)
@@ -153,6 +158,9 @@ func TestShippedTimeoutsLeaveARetry(t *testing.T) {
 				if p.HealthChecks.Passive == nil || p.HealthChecks.Passive.FailDuration < int64(try) || p.HealthChecks.Passive.MaxFails > 1 {
 					t.Errorf("passive health %+v: want max_fails 1 with a fail_duration of at least lb_try_duration %s, so a retry never goes back to the edge that just failed", p.HealthChecks.Passive, try)
 				}
+			}
+			if viewers == 0 {
+				t.Fatal("no reverse_proxy with transport edgetier serves the viewers")
 			}
 		})
 	}
@@ -173,7 +181,8 @@ type reverseProxyTimes struct {
 		} `json:"passive"`
 	} `json:"health_checks"`
 	Transport struct {
-		ResponseHeaderTimeout int64 `json:"response_header_timeout"`
+		Protocol              string `json:"protocol"`
+		ResponseHeaderTimeout int64  `json:"response_header_timeout"`
 		HTTP                  *struct {
 			ResponseHeaderTimeout int64 `json:"response_header_timeout"`
 		} `json:"http"`
