@@ -105,6 +105,9 @@ func TestHubMaxClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	for deadline := time.Now().Add(5 * time.Second); !h.full() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the first client joins asynchronously
+	}
 	if _, resp, err := websocket.DefaultDialer.Dial(url, nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("second client: %v %v", resp, err)
 	}

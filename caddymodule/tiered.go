@@ -283,6 +283,12 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			}
 		}
 		k, kind, ok := pl.Decide(&l)
+		if !ok && attempt == 1 && k < 0 {
+			// The pool changed under both plans (in-flight counts and
+			// health move with every request): nil would cost the viewer
+			// a try, so the least busy available upstream serves.
+			return leastBusy(pool)
+		}
 		if ok || attempt == 1 {
 			if k < 0 {
 				return nil
@@ -293,6 +299,18 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 		}
 		pl = nil
 	}
+}
+
+// leastBusy is the available upstream with the fewest requests in flight,
+// nil when none is available.
+func leastBusy(pool reverseproxy.UpstreamPool) *reverseproxy.Upstream {
+	var best *reverseproxy.Upstream
+	for _, u := range pool {
+		if u.Available() && (best == nil || u.NumRequests() < best.NumRequests()) {
+			best = u
+		}
+	}
+	return best
 }
 
 // resolve returns the board's pool for pool, the cached one for a static
