@@ -29,19 +29,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgetier/edgetier/internal/testenv"
 )
-
-// strict reports whether a missing prerequisite fails the test (under
-// make test or CI) rather than skipping it.
-func strict() bool { return os.Getenv("EDGETIER_CADDY") != "" || os.Getenv("CI") != "" }
-
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if strict() {
-		t.Fatalf("prerequisite missing (tests may not skip under make test): "+format, args...)
-	}
-	t.Skipf("prerequisite missing: "+format, args...)
-}
 
 // repoRoot is the repository's top directory (tests run in their package's).
 func repoRoot(t testing.TB) string {
@@ -58,10 +48,10 @@ func caddyBinary(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("EDGETIER_CADDY")
 	if bin == "" {
-		missing(t, "EDGETIER_CADDY is not set: run `make compose-test`, or `make build` and set EDGETIER_CADDY=bin/caddy")
+		testenv.Missing(t, "EDGETIER_CADDY is not set: run `make compose-test`, or `make build` and set EDGETIER_CADDY=bin/caddy")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		missing(t, "EDGETIER_CADDY: %v", err)
+		testenv.Missing(t, "EDGETIER_CADDY: %v", err)
 	}
 	return bin
 }
@@ -70,11 +60,11 @@ func caddyBinary(t testing.TB) string {
 func needEngine(t testing.TB, programs ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "a Docker engine of the test's own needs root")
+		testenv.Missing(t, "a Docker engine of the test's own needs root")
 	}
 	for _, p := range append([]string{"docker", "dockerd", "containerd", "runc", "unshare", "ip", "iptables", "busybox", "prometheus"}, programs...) {
 		if _, err := exec.LookPath(p); err != nil {
-			missing(t, "%s is not installed (make deps installs it)", p)
+			testenv.Missing(t, "%s is not installed (make deps installs it)", p)
 		}
 	}
 }
