@@ -64,6 +64,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"two values", inPolicy("pool a b"), "pool: takes one value"},
 		{"warmup zero", inPolicy("warmup 0"), "warmup: \"0\" is not a number of reports between 1 and 100, at Caddyfile:4"},
 		{"choices 3", inPolicy("choices 3"), `choices: "3" is not 1 or 2`},
+		{"calibrate maybe", inPolicy("calibrate maybe"), `calibrate: "maybe" is not on or off, at Caddyfile:4`},
 		{"hysteresis negative", inPolicy("hysteresis -1"), "hysteresis: \"-1\" is not a number of points"},
 		{"report_url not http", inPolicy("report_url ftp://{upstream}/x"), "report_url: report URL \"ftp://127.0.0.1:1/x\" for upstream 127.0.0.1:1 is not an http(s) URL, at Caddyfile:4"},
 		{"capacity unknown", inPolicy("capacity {\nwidth 3\n}"), "capacity: unrecognized option 'width', at Caddyfile:5"},
@@ -230,6 +231,7 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("stale_after 10m")
 	f.Add("interval 10s\nforget_after 20s")
 	f.Add("hysteresis NaN")
+	f.Add("calibrate off\ncapacity {\nrequests 1e3\n}")
 	f.Add("weights 0.3 0.25 0.2 0.15 Inf")
 	f.Add("tiers -Inf 50 75")
 	f.Fuzz(func(t *testing.T, opts string) {

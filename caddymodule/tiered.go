@@ -53,8 +53,14 @@ type TieredSelection struct {
 	// Hysteresis is how many points past its tier's bound an upstream's
 	// score must go before it changes tier (default 5).
 	Hysteresis *float64 `json:"hysteresis,omitempty"`
-	// Capacity to normalise against when an agent advertises none.
+	// Capacity the edges can take at most, when an agent advertises none;
+	// unset fields default to 100 streams, 200 requests/s, 500 ms. Each
+	// edge's capacity is estimated from its own reports (requests and
+	// streams served over CPU utilisation) and bounded by this.
 	Capacity *CapacityConfig `json:"capacity,omitempty"`
+	// FixedCapacity normalises against the capacity above alone, without
+	// the estimates (Caddyfile: calibrate off).
+	FixedCapacity bool `json:"fixed_capacity,omitempty"`
 	// Upstreams holds per-upstream settings, by dial address.
 	Upstreams map[string]UpstreamConfig `json:"upstreams,omitempty"`
 	// Choices is 2 (default: the least loaded share, by in-flight counts)
@@ -146,6 +152,8 @@ func (p *TieredSelection) boardConfig() *board.Config {
 			Thresholds: rank.Thresholds{p.Tiers[0], p.Tiers[1], p.Tiers[2]},
 			Hysteresis: *p.Hysteresis,
 			Capacity:   p.Capacity.capacity().Merge(rank.DefaultCapacity),
+			Bound:      p.Capacity.capacity(),
+			Fixed:      p.FixedCapacity,
 			Warmup:     p.Warmup,
 			StaleAfter: time.Duration(p.StaleAfter),
 		},

@@ -27,6 +27,7 @@ import (
 //	    tiers        <tier1> <tier2> <tier3>
 //	    hysteresis   <points>
 //	    choices      1|2
+//	    calibrate    on|off
 //	    capacity {
 //	        streams       <n>
 //	        requests      <per second>
@@ -146,6 +147,19 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: tiers: %v", dir, err)
 			}
 			p.Tiers = vals
+		case "calibrate":
+			val, err := singleArg(d, dir)
+			if err != nil {
+				return err
+			}
+			switch val {
+			case "on":
+				p.FixedCapacity = false
+			case "off":
+				p.FixedCapacity = true
+			default:
+				return d.Errf("%s: calibrate: %q is not on or off", dir, val)
+			}
 		case "capacity":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -22,6 +22,7 @@ import (
 // fakeAgent serves reports whose body the test controls.
 type fakeAgent struct {
 	hang  atomic.Bool // never answer in time
+	delay atomic.Int64 // nanoseconds before each answer
 	srv   *httptest.Server
 	body  atomic.Value // string
 	hits  atomic.Int64
@@ -33,6 +34,7 @@ func newFakeAgent(t *testing.T, token string) *fakeAgent {
 	a.setLoad(10, edgeagent.StateReady)
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.hits.Add(1)
+		time.Sleep(time.Duration(a.delay.Load()))
 		if a.hang.Load() {
 			select {
 			case <-r.Context().Done():

@@ -27,7 +27,11 @@ type Edge struct {
 	upstream atomic.Pointer[Upstream] // latest seen, for its in-flight count
 	lastSeen atomic.Int64             // board clock when a pool last held it
 
-	latency    latency
+	latency latency // the proxy's answers (edgetier transport); holds the judgement
+	// probe is the report poll's own round trip, connect to first byte: a
+	// latency probe that needs neither viewers nor the transport, so the
+	// policy alone sees a starved edge, whose agent answers late too.
+	probe      latency
 	selections [rank.NumKinds]atomic.Uint64
 	errors     [numReasons]atomic.Uint64
 	polls      atomic.Uint64

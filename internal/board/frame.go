@@ -64,10 +64,14 @@ type EdgeFigures struct {
 	Streams             float64            `json:"streams"`
 	ResponseTimeSeconds float64            `json:"response_time_seconds"`
 	ThroughputMbps      float64            `json:"throughput_mbps"`
-	ReportAgeSeconds    *float64           `json:"report_age_seconds"` // null before the first report
-	Stale               bool               `json:"stale"`
-	InFlight            int                `json:"in_flight"` // this balancer's requests on it
-	SelectionsTotal     uint64             `json:"selections_total"`
+	// What the upstream can take, as its score normalises against (0
+	// before a report).
+	CapacityRequests float64  `json:"capacity_requests_per_second"`
+	CapacityStreams  float64  `json:"capacity_streams"`
+	ReportAgeSeconds *float64 `json:"report_age_seconds"` // null before the first report
+	Stale            bool     `json:"stale"`
+	InFlight         int      `json:"in_flight"` // this balancer's requests on it
+	SelectionsTotal  uint64   `json:"selections_total"`
 	// Share is this upstream's part of the balancer's selections in the
 	// last interval, 0 to 1.
 	Share float64 `json:"share"`
@@ -148,6 +152,7 @@ func (f *FrameBuilder) Frame() []byte {
 			ef.CPUPercent, ef.MemoryPercent = r.CPUPercent, r.MemoryPercent
 			ef.RequestsPerSecond, ef.Streams, ef.ResponseTimeSeconds = r.RequestsPerSecond, r.Streams, r.ResponseTimeSeconds
 			ef.ThroughputMbps = r.SentBytesPerSecond * 8 / 1e6
+			ef.CapacityRequests, ef.CapacityStreams = st.Capacity.Requests, st.Capacity.Streams
 			age := st.ReportAge
 			ef.ReportAgeSeconds = &age
 		}

@@ -102,32 +102,44 @@ func (b *Board) ObserveLatency(dial string, d time.Duration, inflight int) {
 }
 
 // judgeLatencies refreshes every upstream's measures and marks the clearly
-// slower ones (each tick; rotate starts a window).
+// slower ones (each tick; rotate starts a window): slower in the answers
+// the proxy saw, or in its agent's answers to the polls.
 func (b *Board) judgeLatencies(rotate bool) {
 	list := b.Edges()
 	ms := make([]rank.Latency, len(list))
+	probes := make([]rank.Latency, len(list))
 	for i, e := range list {
 		if rotate {
 			e.latency.rotate()
+			e.probe.rotate()
 		}
-		ms[i] = e.latency.refresh()
+		ms[i], probes[i] = e.latency.refresh(), e.probe.refresh()
 	}
-	best := rank.BestLatency(ms)
+	best, bestProbe := rank.BestLatency(ms), rank.BestLatency(probes)
 	for i, e := range list {
-		m := ms[i]
-		slow := m.SlowerThan(best)
+		m, p := ms[i], probes[i]
+		slowAnswers, slowProbe := m.SlowerThan(best), p.SlowerThan(bestProbe)
 		e.latency.probation.Store(m.Base == 0 && e.latency.announced.Load())
-		e.latency.slow.Store(slow)
+		e.latency.slow.Store(slowAnswers || slowProbe)
 		// Said once per episode: a slow edge's window empties while it is
 		// kept off, and it is probed again, without news.
 		switch {
-		case slow && !e.latency.announced.Load():
+		case slowAnswers && !e.latency.announced.Load():
 			e.latency.announced.Store(true)
 			b.AddEvent(e.dial, "slow", "answers in %s at best, %s typically, %s per request in flight (the pool's best: %s, %s, %s): kept off while others serve",
 				rounded(m.Base), rounded(m.Typical), rounded(m.Service), rounded(best.Base), rounded(best.Typical), rounded(best.Service))
-		case !slow && m.Base > 0 && e.latency.announced.Load():
+		case !slowAnswers && m.Base > 0 && e.latency.announced.Load():
 			e.latency.announced.Store(false)
 			b.AddEvent(e.dial, "slow", "no longer clearly slower (%s at best)", rounded(m.Base))
+		}
+		switch {
+		case slowProbe && !e.probe.announced.Load():
+			e.probe.announced.Store(true)
+			b.AddEvent(e.dial, "slow", "its agent answers polls in %s at best, %s typically (the pool's best: %s, %s): kept off while others serve",
+				rounded(p.Base), rounded(p.Typical), rounded(bestProbe.Base), rounded(bestProbe.Typical))
+		case !slowProbe && p.Base > 0 && e.probe.announced.Load():
+			e.probe.announced.Store(false)
+			b.AddEvent(e.dial, "slow", "its agent answers polls in time again (%s at best)", rounded(p.Base))
 		}
 	}
 }

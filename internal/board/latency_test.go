@@ -138,3 +138,30 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 		}
 	})
 }
+
+// TestSlowAgentPollsKeepItsEdgeOff: without any proxied answer (the policy
+// alone, no transport), an edge whose agent answers polls clearly later
+// than the others' (a CPU-starved edge) is judged slow from the polls'
+// round trips, and kept off while the others serve.
+func TestSlowAgentPollsKeepItsEdgeOff(t *testing.T) {
+	b := newPolledBoard(t, nil)
+	agents := []*fakeAgent{newFakeAgent(t, ""), newFakeAgent(t, ""), newFakeAgent(t, "")}
+	agents[0].delay.Store(int64(40 * time.Millisecond))
+	dials := []string{agents[0].dial(), agents[1].dial(), agents[2].dial()}
+	pool, ups := poolOf(b, dials...)
+	waitUntil(t, "the slow agent's edge judged slow", func() bool {
+		return b.edge(dials[0]).latency.slow.Load()
+	})
+	for _, d := range dials[1:] {
+		if b.edge(d).latency.slow.Load() {
+			t.Fatalf("%s judged slow: its agent answers at once", d)
+		}
+	}
+	if s := shares(pool, ups, 300); s[0] != 0 {
+		t.Fatalf("shares %v: want none for the slow edge", s)
+	}
+	agents[0].delay.Store(0)
+	waitUntil(t, "the edge no longer slow once its agent answers in time", func() bool {
+		return !b.edge(dials[0]).latency.slow.Load()
+	})
+}

@@ -16,7 +16,7 @@ type collector struct {
 	b                                                                       *Board
 	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
-	resumes                                                                 *prometheus.Desc
+	resumes, capacity                                                       *prometheus.Desc
 }
 
 // Collector is the board's Prometheus collector.
@@ -31,6 +31,7 @@ func newCollector(b *Board) *collector {
 		b:              b,
 		score:          desc("upstream_score", "Load score, 0 to 100, corrected by the proxy's own in-flight requests.", "upstream"),
 		tier:           desc("upstream_tier", "Tier, 1 (lightly loaded) to 4 (critical); 0 before a trusted report.", "upstream"),
+		capacity:       desc("upstream_capacity", "What the upstream can take, as the score normalises against: estimated from its reports, bounded by what is advertised.", "upstream", "resource"),
 		load:           desc("upstream_load_ratio", "Score component from the last report, normalised to capacity, 0 to 1.", "upstream", "component"),
 		age:            desc("upstream_report_age_seconds", "Seconds since the last good report was received.", "upstream"),
 		stale:          desc("upstream_stale", "1 when the upstream has no good report within stale_after.", "upstream"),
@@ -50,7 +51,7 @@ func newCollector(b *Board) *collector {
 
 func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity}
 }
 
 // Describe implements prometheus.Collector.
@@ -83,6 +84,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st.ReportAge >= 0 {
 			gauge(c.age, st.ReportAge)
+			gauge(c.capacity, st.Capacity.Requests, "requests_per_second")
+			gauge(c.capacity, st.Capacity.Streams, "streams")
 		}
 		gauge(c.stale, boolFloat(st.Stale))
 		gauge(c.down, boolFloat(st.Down))

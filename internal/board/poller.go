@@ -96,6 +96,7 @@ func (e *Edge) fetch(ctx context.Context, cfg *Config) (edgeagent.Report, error)
 	if token := cfg.tokenFor(e.dial); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	start := time.Now()
 	resp, err := e.board.client.Do(req)
 	if err != nil {
 		return edgeagent.Report{}, &pollError{classifyNetError(err), err}
@@ -104,6 +105,7 @@ func (e *Edge) fetch(ctx context.Context, cfg *Config) (edgeagent.Report, error)
 	if resp.StatusCode != http.StatusOK {
 		return edgeagent.Report{}, &pollError{reasonStatus, fmt.Errorf("agent answered %s", resp.Status)}
 	}
+	e.probe.observe(time.Since(start), 1)
 	rep, err := edgeagent.Decode(resp.Body)
 	if err != nil {
 		var de *edgeagent.DecodeError

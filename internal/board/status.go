@@ -15,6 +15,9 @@ type Status struct {
 	Score      float64 // corrected by the proxy's in-flight requests
 	Tier       rank.Tier
 	Components rank.Components
+	// Capacity is what the report was normalised against: the edge's
+	// calibrated estimate, bounded by what is advertised.
+	Capacity   rank.Capacity
 	ReportAge  float64 // seconds; -1 before the first report
 	Stale      bool
 	Down       bool
@@ -49,6 +52,7 @@ func (e *Edge) Status(now time.Time) Status {
 	st.Stale = v.Stale(now.UnixNano(), int64(cfg.Scoring.StaleAfter))
 	st.Trusted = v.Trusted && !v.Down
 	st.Components = v.Components
+	st.Capacity = v.Capacity
 	st.Components[rank.Streams] = v.StreamsAt(st.InFlight)
 	st.Score = v.Corrected(st.InFlight)
 	if st.Trusted {

@@ -17,7 +17,13 @@ type Scoring struct {
 	Weights    Weights
 	Thresholds Thresholds
 	Hysteresis float64
-	Capacity   Capacity // the pool's, defaults merged in
+	Capacity   Capacity // the pool's, defaults merged in: where nothing else says
+	// Bound is the pool's capacity as the Caddyfile sets it (zero fields:
+	// not set): calibrated estimates never exceed it.
+	Bound Capacity
+	// Fixed: normalise against the advertised or default capacity, not
+	// against the estimate from the edge's own reports (calibrate off).
+	Fixed bool
 	Warmup     int      // good reports in a row before an upstream is trusted
 	StaleAfter time.Duration
 }
@@ -49,6 +55,10 @@ type View struct {
 	// when the report arrived: the streams correction is relative to it.
 	InFlightAtReport int
 	Tier             Tier
+	// Estimate is the capacity the edge's reports show, carried from view
+	// to view; Capacity what the report was normalised against.
+	Estimate Estimate
+	Capacity Capacity
 
 	band          Band    // scores that keep Tier
 	noStreams     float64 // Held without the streams component
@@ -71,7 +81,17 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 	if prev != nil && !prev.Down && now-prev.ReceivedAt <= int64(s.StaleAfter) {
 		streak = min(prev.Streak+1, s.Warmup)
 	}
-	c := Advertised(&rep).Merge(capacity).Merge(s.Capacity)
+	var est Estimate
+	if prev != nil {
+		est = prev.Estimate
+	}
+	bound := Advertised(&rep).Merge(capacity).Merge(s.Bound)
+	c := bound
+	if !s.Fixed {
+		est = Calibrate(est, &rep)
+		c = est.Within(bound)
+	}
+	c = c.Merge(s.Capacity)
 	comp := Normalise(&rep, c)
 	v := &View{
 		Report:           rep,
@@ -83,6 +103,8 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		InFlightAtReport: inflight,
 		streamsWeight:    s.Weights[Streams],
 		streamsScale:     100 / c.Streams,
+		Estimate:         est,
+		Capacity:         c,
 	}
 	without := comp
 	without[Streams] = 0
