@@ -21,7 +21,7 @@ import (
 
 // fakeAgent serves reports whose body the test controls.
 type fakeAgent struct {
-	hang  atomic.Bool // never answer in time
+	hang  atomic.Bool  // never answer in time
 	delay atomic.Int64 // nanoseconds before each answer
 	srv   *httptest.Server
 	body  atomic.Value // string

@@ -23,8 +23,8 @@ type Scoring struct {
 	Bound Capacity
 	// Fixed: normalise against the advertised or default capacity, not
 	// against the estimate from the edge's own reports (calibrate off).
-	Fixed bool
-	Warmup     int      // good reports in a row before an upstream is trusted
+	Fixed      bool
+	Warmup     int // good reports in a row before an upstream is trusted
 	StaleAfter time.Duration
 }
 
