@@ -6,7 +6,10 @@ package rank
 //
 //  1. A lone best upstream (Plan.Lone) wins whenever it is one of two
 //     candidates drawn at random (2 in n): it is the best, but alone it
-//     would take every request until the next report.
+//     would take every request until the next report. It does not while
+//     it holds more than LoneInFlight allows of the proxy's requests: a
+//     report that calls it idle is not believed against what the proxy
+//     sees (a lying agent, or an edge whose answers take long).
 //  2. Otherwise the candidate with the fewest requests in flight wins, as
 //     with least_conn: candidates of one tier count as equally loaded
 //     (scores are noisy), and requests that last longer on a slower edge
@@ -140,8 +143,10 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 		if !l.loneSeen {
 			return -1, 0, false
 		}
-		t := cands[0].tierAt(pl.th, l.lone)
-		return 0, cands[0].Kind(t), t < pl.Top
+		if l.ties == 0 || l.lone <= LoneInFlight(l.least) {
+			t := cands[0].tierAt(pl.th, l.lone)
+			return 0, cands[0].Kind(t), t < pl.Top
+		}
 	}
 	if l.ties == 0 {
 		return -1, 0, false
@@ -163,6 +168,12 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	}
 	return int(l.pair[0]), a.Kind(at), true
 }
+
+// LoneInFlight is the most of the proxy's requests a lone best upstream
+// may hold and still win its draw, with least on the least busy other
+// candidate: twice that, as its lead, plus two so that in an idle pool it
+// takes the first requests.
+func LoneInFlight(least int) int { return 2*least + 2 }
 
 // Better reports whether score x is better than y for two upstreams with
 // as many requests in flight: clearly lower (by more than tolerance), or

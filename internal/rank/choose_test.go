@@ -201,6 +201,22 @@ func TestChoose(t *testing.T) {
 			p.report(2, 35, ready, 2)
 			p.in[1].InFlight = 2
 		}, []check{near(0, 2.0/3, 0.05), none(1), near(2, 1.0/3, 0.05)}},
+		// A report that calls an upstream idle is not believed against the
+		// proxy's own count: a lone best upstream with many more of our
+		// requests on it than the least busy other (a lying agent, or an
+		// edge whose answers take long) does not win its draw.
+		{"a lone best upstream busier than its lead allows loses its draw", 3, nil, false, func(p *testPool) {
+			p.report(0, 5, ready, 2)
+			p.report(1, 30, ready, 2)
+			p.report(2, 35, ready, 2)
+			p.in[0].InFlight, p.in[1].InFlight, p.in[2].InFlight = 8, 1, 2
+		}, []check{none(0), near(1, 1, 0), none(2)}},
+		{"a lone best upstream within its lead wins its draw", 3, nil, false, func(p *testPool) {
+			p.report(0, 5, ready, 2)
+			p.report(1, 30, ready, 2)
+			p.report(2, 35, ready, 2)
+			p.in[0].InFlight, p.in[1].InFlight, p.in[2].InFlight = 3, 1, 2
+		}, []check{near(0, 2.0/3, 0.05), near(1, 1.0/3, 0.05), none(2)}},
 		// A lone best upstream's lead is believed for LoneLead after its
 		// report; after that, what it has drawn since is not in it.
 		{"a lone best upstream's old lead is not believed", 3, nil, false, func(p *testPool) {
@@ -217,12 +233,12 @@ func TestChoose(t *testing.T) {
 		{"a lower tier wins despite more in flight", 2, nil, false, func(p *testPool) {
 			p.report(0, 5, ready, 2)
 			p.report(1, 60, ready, 2)
-			p.in[0].InFlight = 3
+			p.in[0].InFlight = 2
 		}, []check{near(0, 1, 0)}},
 		{"a lower tier clearly apart wins despite more in flight", 2, nil, false, func(p *testPool) {
 			p.report(0, 18, ready, 2)
 			p.report(1, 27, ready, 2)
-			p.in[0].InFlight = 3
+			p.in[0].InFlight = 2
 		}, []check{near(0, 1, 0)}},
 		// A tier boundary between scores closer than the hysteresis is
 		// noise: strict tiers would send every request to one side of it
