@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +121,11 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 			check(t.ratioP99.median <= 0.9, fmt.Sprintf("(b) p99 ≤ 0.9× least_conn: %.2f×", t.ratioP99.median))
 		case "c":
 			check(t.ratioP99.median <= 0.6, fmt.Sprintf("(c) p99 ≤ 0.6× least_conn: %.2f×", t.ratioP99.median))
+			if slices.Contains(r.arms, policyOnly) {
+				po := statsOf(r, policyOnly)
+				check(po.ratioP99.median <= 0.7, fmt.Sprintf("(c) %s p99 ≤ 0.7× least_conn: %.2f×", policyOnly, po.ratioP99.median))
+				check(po.share["edge-1"] <= 0.02, fmt.Sprintf("(c) %s: the starved edge's share ≤ 2 %%: %.1f %%", policyOnly, 100*po.share["edge-1"]))
+			}
 			check(t.ratioRR.median <= 0.2, fmt.Sprintf("(c) p99 ≤ 0.2× round_robin: %.2f×", t.ratioRR.median))
 		case "d":
 			check(t.ratioP99.median <= 0.8, fmt.Sprintf("(d) p99 ≤ 0.8× least_conn: %.2f×", t.ratioP99.median))
@@ -128,10 +134,10 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 		}
 	}
 	if len(res.herding) > 0 {
-		b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation across the three edges) of the requests each edge received in each 100 ms window, the load arriving on it, mean over the windows of the run; median [min–max] over rounds. Half the players use each balancer. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio |\n|---|---|---|---|\n")
+		b.WriteString("## (e) stale reports: two balancer processes share the edges\n\nSpread (coefficient of variation across the three edges) of the requests each edge received in each 100 ms window, the load arriving on it, mean over the windows of the run; median [min–max] over rounds. Half the players use each balancer. The one-choice arm always takes the single best edge, as the original design's algorithm did.\n\n| report interval | tiered | tiered, one choice | ratio | tiered, policy only |\n|---|---|---|---|---|\n")
 		for _, h := range res.herding {
 			two, one := spreadOf(h.cv["tiered"]), spreadOf(h.cv["tiered-1choice"])
-			fmt.Fprintf(&b, "| %s | %s | %s | %.2f |\n", h.interval, fmtSpread(two, 3), fmtSpread(one, 3), two.median/one.median)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s |\n", h.interval, fmtSpread(two, 3), fmtSpread(one, 3), two.median/one.median, fmtSpread(spreadOf(h.cv[policyOnly]), 3))
 			check(two.median <= 0.5*one.median, fmt.Sprintf("(e) in-flight spread ≤ 0.5× one choice at %s: %.2f×", h.interval, two.median/one.median))
 		}
 	}

@@ -100,7 +100,7 @@ func run(o options) (*results, error) {
 				return err
 			}
 			return s.balancers.SetQuota(balancerCPUs)
-		}, 3 * o.players, []string{"tiered", "least_conn"}, o.rounds * 10 / 3},
+		}, 3 * o.players, []string{"tiered", policyOnly, "least_conn"}, o.rounds * 10 / 3},
 	}
 	for _, sc := range scenarios {
 		if !o.runs(sc.key) {
@@ -161,10 +161,9 @@ func run(o options) (*results, error) {
 		}
 		h := &herdResult{interval: interval, cv: map[string][]float64{}}
 		for round := 0; round < o.rounds; round++ {
-			for k, name := range []string{"tiered", "tiered-1choice"} {
-				if round%2 == 1 {
-					name = []string{"tiered-1choice", "tiered"}[k]
-				}
+			herdArms := []string{"tiered", "tiered-1choice", policyOnly}
+			for k := range herdArms {
+				name := herdArms[(k+round)%len(herdArms)] // each round in another order
 				bases := []string{fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name]), fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name+"@2"])}
 				s := play(sys, bases, o.players, warmup, o.duration)
 				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})

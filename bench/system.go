@@ -157,6 +157,9 @@ http://:%d {
 `, admin, e.port, e.name, interval, s.dir)
 }
 
+// policyOnly is the arm of lb_policy tiered without the edgetier transport.
+const policyOnly = "tiered-policy-only"
+
 // configure points every balancer at the edges' current public addresses
 // with the given report interval, starting them the first time.
 func (s *system) configure(interval time.Duration, twoLBs bool) error {
@@ -169,6 +172,9 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 	policies := []struct{ name, policy string }{
 		{"tiered", fmt.Sprintf("tiered {\n\t\t\tpool two\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
 		{"tiered-1choice", fmt.Sprintf("tiered {\n\t\t\tpool one\n\t\t\tchoices 1\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
+		// The policy alone, with Caddy's http transport: what a user who
+		// adds only lb_policy tiered gets.
+		{policyOnly, fmt.Sprintf("tiered {\n\t\t\tpool policy\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
 		{"round_robin", "round_robin"},
 		{"least_conn", "least_conn"},
 		{"random_choose_2", "random_choose 2"},
@@ -183,7 +189,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 		// edgetier arms run as the default Caddyfile does, with the
 		// edgetier transport; the others with Caddy's http transport.
 		transport := "transport http {\n\t\t\tkeepalive_idle_conns_per_host 256\n\t\t}"
-		if strings.HasPrefix(p.name, "tiered") {
+		if strings.HasPrefix(p.name, "tiered") && p.name != policyOnly {
 			transport = "transport edgetier {\n\t\t\tpool " + strings.Fields(p.policy)[3] + "\n\t\t\thttp {\n\t\t\t\tkeepalive_idle_conns_per_host 256\n\t\t\t}\n\t\t}"
 		}
 		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s {\n\t\tlb_policy %s\n\t\t%s\n\t}\n}\n",
@@ -227,7 +233,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 	}
 	s.arms = append(s.arms, arm{name: "nginx_least_conn", base: fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts["nginx"])}, arm{name: "direct"})
 	// Let the tiered boards learn the upstreams and trust them.
-	for _, a := range s.arms[:2] {
+	for _, a := range s.arms[:3] {
 		for i := 0; i < 5; i++ {
 			if resp, err := http.Get(a.base + s.files[0].path); err == nil {
 				resp.Body.Close()
