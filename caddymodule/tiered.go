@@ -280,9 +280,10 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			c := &pl.Candidates[k]
 			if u := pool[c.Index]; u.Available() {
 				// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
-				switch n := u.NumRequests(); {
+				inflight := u.NumRequests()
+				switch n := c.Load(inflight); {
 				case c.Special():
-					l.Offer(pl, c, k, n)
+					l.Offer(pl, c, k, inflight)
 				case l.Empty() || n < l.Least():
 					l.Start(k, n)
 				case n == l.Least():

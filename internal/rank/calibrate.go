@@ -1,6 +1,11 @@
 package rank
 
-import "github.com/edgetier/edgetier/edgeagent"
+import (
+	"math"
+	"time"
+
+	"github.com/edgetier/edgetier/edgeagent"
+)
 
 // An edge's capacity is estimated from its own reports, as gRPC's weighted
 // round robin derives its weights (gRFC A58): what it serves divided by how
@@ -16,51 +21,66 @@ const (
 	// CalibrationWeight is the weight of a new report's estimate in the
 	// smoothed one: about five reports.
 	CalibrationWeight = 0.2
+	// CalibrationDecay is the time constant with which an estimate is
+	// forgotten while the edge reports idle: an edge kept off because it
+	// could take little is offered more as the estimate grows, so one
+	// that has recovered comes back, and one still starved is found out
+	// again by a few requests.
+	CalibrationDecay = 20 * time.Second
 )
 
-// Estimate is what an edge's reports say it can take; zero fields: no
-// estimate yet.
+// Estimate is what an edge's reports say it can take: smoothed figures
+// of what it served and how busy that made it. The capacity is their
+// ratio, not a smoothed ratio: one report's count of streams is a sample
+// of a few, and dividing each sample would make the estimate jump.
 type Estimate struct {
-	Requests float64 // requests per second
-	Streams  float64 // concurrent streams
+	Requests    float64 // requests per second served
+	Streams     float64 // concurrent streams served
+	Utilisation float64 // 0: no estimate yet
 }
 
-// Calibrate is prev updated with report r.
-func Calibrate(prev Estimate, r *edgeagent.Report) Estimate {
+// Calibrate is prev updated with report r, received elapsed after the
+// one before.
+func Calibrate(prev Estimate, r *edgeagent.Report, elapsed time.Duration) Estimate {
 	u := r.CPUPercent / 100
 	if !(u >= CalibrationFloor) {
+		prev.Utilisation *= math.Exp(-float64(max(elapsed, 0)) / float64(CalibrationDecay))
 		return prev
 	}
 	u = min(u, 1)
-	prev.Requests = smoothed(prev.Requests, r.RequestsPerSecond, u)
-	prev.Streams = smoothed(prev.Streams, r.Streams, u)
-	return prev
+	if prev.Utilisation <= 0 {
+		return Estimate{Requests: r.RequestsPerSecond, Streams: r.Streams, Utilisation: u}
+	}
+	return Estimate{
+		Requests:    prev.Requests + CalibrationWeight*(r.RequestsPerSecond-prev.Requests),
+		Streams:     prev.Streams + CalibrationWeight*(r.Streams-prev.Streams),
+		Utilisation: prev.Utilisation + CalibrationWeight*(u-prev.Utilisation),
+	}
 }
 
-// smoothed folds the estimate of served at utilisation u into prev. A
-// figure below one says nothing of the capacity (an edge may be busy with
-// other work than streams).
-func smoothed(prev, served, u float64) float64 {
-	if !(served >= 1) {
-		return prev
+// Capacity is the estimate's capacity; zero fields: none (less than one
+// request per second, or one stream, served: that says nothing of it).
+func (e Estimate) Capacity() Capacity {
+	var c Capacity
+	if e.Utilisation > 0 && e.Requests >= 1 {
+		c.Requests = e.Requests / e.Utilisation
 	}
-	est := served / u
-	if prev <= 0 {
-		return est
+	if e.Utilisation > 0 && e.Streams >= 1 {
+		c.Streams = e.Streams / e.Utilisation
 	}
-	return prev + CalibrationWeight*(est-prev)
+	return c
 }
 
 // Within is the capacity to normalise against: the estimate where there
 // is one, never above what bound (the agent's or the Caddyfile's
 // capacity; zero fields: none) advertises, else the bound.
 func (e Estimate) Within(bound Capacity) Capacity {
-	c := bound
-	if e.Requests > 0 && (c.Requests <= 0 || e.Requests < c.Requests) {
-		c.Requests = e.Requests
+	c, est := bound, e.Capacity()
+	if est.Requests > 0 && (c.Requests <= 0 || est.Requests < c.Requests) {
+		c.Requests = est.Requests
 	}
-	if e.Streams > 0 && (c.Streams <= 0 || e.Streams < c.Streams) {
-		c.Streams = e.Streams
+	if est.Streams > 0 && (c.Streams <= 0 || est.Streams < c.Streams) {
+		c.Streams = est.Streams
 	}
 	return c
 }

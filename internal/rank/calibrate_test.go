@@ -8,29 +8,47 @@ import (
 )
 
 func TestCalibrate(t *testing.T) {
+	type report struct{ cpu, rps, streams float64 }
 	tests := []struct {
 		name    string
-		prev    Estimate
-		cpu     float64
-		rps     float64
-		streams float64
-		want    Estimate
+		reports []report
+		want    Capacity
 	}{
-		{"healthy busy edge: twice what it serves", Estimate{}, 50, 700, 20, Estimate{1400, 40}},
-		{"starved edge: what it serves", Estimate{}, 100, 69, 27, Estimate{69, 27}},
-		{"past 100 % counts as full", Estimate{}, 130, 69, 27, Estimate{69, 27}},
-		{"idle edge keeps the estimate", Estimate{1400, 40}, 5, 10, 1, Estimate{1400, 40}},
-		{"NaN CPU keeps the estimate", Estimate{1400, 40}, math.NaN(), 10, 1, Estimate{1400, 40}},
-		{"no streams keeps the streams estimate", Estimate{1400, 40}, 50, 700, 0, Estimate{1400, 40}},
-		{"smoothed", Estimate{1000, 40}, 50, 1000, 20, Estimate{1000 + CalibrationWeight*1000, 40}},
+		{"healthy busy edge: twice what it serves", []report{{50, 700, 20}}, Capacity{Requests: 1400, Streams: 40}},
+		{"starved edge: what it serves", []report{{100, 69, 27}}, Capacity{Requests: 69, Streams: 27}},
+		{"past 100 % counts as full", []report{{130, 69, 27}}, Capacity{Requests: 69, Streams: 27}},
+		{"idle reports at once keep the estimate", []report{{50, 700, 20}, {5, 10, 1}, {math.NaN(), 10, 1}}, Capacity{Requests: 1400, Streams: 40}},
+		{"idle only: no estimate", []report{{5, 10, 1}}, Capacity{}},
+		{"no streams: no streams estimate", []report{{50, 700, 0}}, Capacity{Requests: 1400}},
+		// A ratio of smoothed figures: streams of 2 and 6 at 50 % make 8,
+		// where smoothing each report's own ratio (4, then 12) would
+		// follow the last sample further.
+		{"smoothed figures, then their ratio", []report{{50, 700, 2}, {50, 700, 6}}, Capacity{Requests: 1400, Streams: 2 * (2 + CalibrationWeight*4)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := edgeagent.Report{CPUPercent: tt.cpu, RequestsPerSecond: tt.rps, Streams: tt.streams}
-			if got := Calibrate(tt.prev, &r); math.Abs(got.Requests-tt.want.Requests) > 1e-9 || math.Abs(got.Streams-tt.want.Streams) > 1e-9 {
-				t.Fatalf("Calibrate = %+v, want %+v", got, tt.want)
+			var e Estimate
+			for _, r := range tt.reports {
+				rep := edgeagent.Report{CPUPercent: r.cpu, RequestsPerSecond: r.rps, Streams: r.streams}
+				e = Calibrate(e, &rep, 0)
+			}
+			if got := e.Capacity(); math.Abs(got.Requests-tt.want.Requests) > 1e-9 || math.Abs(got.Streams-tt.want.Streams) > 1e-9 {
+				t.Fatalf("capacity = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCalibrationDecays: while an edge reports idle, its estimate grows
+// back with time, so an edge kept off for its small capacity is offered
+// more again.
+func TestCalibrationDecays(t *testing.T) {
+	busy := edgeagent.Report{CPUPercent: 100, RequestsPerSecond: 50}
+	idle := edgeagent.Report{CPUPercent: 2}
+	e := Calibrate(Estimate{}, &busy, 0)
+	e = Calibrate(e, &idle, CalibrationDecay)
+	if got, want := e.Capacity().Requests, 50*math.E; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("after idle reports for one decay time: %.1f requests/s, want %.1f", got, want)
 	}
 }
 
@@ -42,9 +60,9 @@ func TestEstimateWithin(t *testing.T) {
 		want  Capacity
 	}{
 		{"no estimate: the bound", Estimate{}, Capacity{Requests: 500}, Capacity{Requests: 500}},
-		{"below the bound: the estimate", Estimate{Requests: 300, Streams: 20}, Capacity{Requests: 500, Streams: 100}, Capacity{Requests: 300, Streams: 20}},
-		{"above the bound: the bound", Estimate{Requests: 3000}, Capacity{Requests: 500}, Capacity{Requests: 500}},
-		{"no bound: the estimate", Estimate{Requests: 3000}, Capacity{}, Capacity{Requests: 3000}},
+		{"below the bound: the estimate", Estimate{Requests: 300, Streams: 20, Utilisation: 1}, Capacity{Requests: 500, Streams: 100}, Capacity{Requests: 300, Streams: 20}},
+		{"above the bound: the bound", Estimate{Requests: 3000, Utilisation: 1}, Capacity{Requests: 500}, Capacity{Requests: 500}},
+		{"no bound: the estimate", Estimate{Requests: 3000, Utilisation: 1}, Capacity{}, Capacity{Requests: 3000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,13 +7,15 @@ package rank
 //  1. A lone best upstream (Plan.Lone) wins whenever it is one of two
 //     candidates drawn at random (2 in n): it is the best, but alone it
 //     would take every request until the next report. It does not while
-//     it holds more than LoneInFlight allows of the proxy's requests: a
+//     its load is more than LoneLoad allows: a
 //     report that calls it idle is not believed against what the proxy
 //     sees (a lying agent, or an edge whose answers take long).
-//  2. Otherwise the candidate with the fewest requests in flight wins, as
-//     with least_conn: candidates of one tier count as equally loaded
-//     (scores are noisy), and requests that last longer on a slower edge
-//     keep it out of the way.
+//  2. Otherwise the candidate with the least load wins: its requests in
+//     flight, with this one, weighed by how little it can take against
+//     the others (Candidate.Load), as with weighted least-request
+//     balancing: candidates of one tier count as equally loaded (scores
+//     are noisy), and requests that last longer on a slower edge keep it
+//     out of the way.
 //  3. Of two drawn at random from those tied for the fewest, one that
 //     outranks the other (a lower tier and a score lower by more than the
 //     hysteresis) wins, then a score lower by more than the hysteresis,
@@ -25,13 +27,13 @@ package rank
 // serve): the caller plans again from what it sees now and decides again.
 
 // Least keeps, of the candidates offered, a uniform random pair of those
-// with the fewest requests in flight, without storing the others.
+// with the least load, without storing the others.
 type Least struct {
-	least int
+	least int // load
 	ties  uint32
 	pair  [2]int32
 	// the lone candidate (Plan.Lone), kept aside
-	lone     int
+	lone     int // in flight
 	loneSeen bool
 	// the best score offered (ModeSingle)
 	best      int32
@@ -44,16 +46,16 @@ type Least struct {
 //
 // Select's loop, the hot path, does the same with the parts inlined:
 // Special candidates go to Offer, the others to Start or Tie by their
-// in-flight count against Least's.
+// load (Candidate.Load) against Least's.
 func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int) {
 	if c.special {
 		l.offerSpecial(pl.th, c, k, inflight)
 		return
 	}
-	switch {
-	case l.ties == 0 || inflight < l.least:
-		l.Start(k, inflight)
-	case inflight == l.least:
+	switch n := c.Load(inflight); {
+	case l.ties == 0 || n < l.least:
+		l.Start(k, n)
+	case n == l.least:
 		l.Tie(k)
 	}
 }
@@ -67,9 +69,9 @@ func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 		}
 	case c.lone:
 		l.lone, l.loneSeen = inflight, true
-	case l.ties == 0 || inflight < l.least:
-		l.Start(k, inflight)
-	case inflight == l.least:
+	case l.ties == 0 || c.Load(inflight) < l.least:
+		l.Start(k, c.Load(inflight))
+	case c.Load(inflight) == l.least:
 		l.Tie(k)
 	}
 }
@@ -78,16 +80,15 @@ func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 // candidate, choices 1) rather than Start or Tie.
 func (c *Candidate) Special() bool { return c.special }
 
-// Empty reports whether nothing was offered yet; Least is the fewest in
-// flight offered so far.
+// Empty reports whether nothing was offered yet.
 func (l *Least) Empty() bool { return l.ties == 0 }
 
-// Least is the fewest in flight offered so far.
+// Least is the least load offered so far.
 func (l *Least) Least() int { return l.least }
 
-// Start offers candidate k as the least busy so far, with inflight.
-func (l *Least) Start(k, inflight int) {
-	l.least, l.ties, l.pair[0] = inflight, 1, int32(k)
+// Start offers candidate k as the least loaded so far, with load.
+func (l *Least) Start(k, load int) {
+	l.least, l.ties, l.pair[0] = load, 1, int32(k)
 }
 
 // Tie offers candidate k as tied with the least busy so far: it is kept
@@ -115,7 +116,7 @@ func (l *Least) draw(k int) {
 func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	if l.ties == 1 && pl.Mode == ModeTiers && !pl.Lone {
 		// The usual case: one least busy candidate, still in its planned tier.
-		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameTierUpTo {
+		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameLoadUpTo {
 			return int(l.pair[0]), a.kind, true
 		}
 	}
@@ -143,7 +144,7 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 		if !l.loneSeen {
 			return -1, 0, false
 		}
-		if l.ties == 0 || l.lone <= LoneInFlight(l.least) {
+		if l.ties == 0 || cands[0].Load(l.lone) <= LoneLoad(l.least) {
 			t := cands[0].tierAt(pl.th, l.lone)
 			return 0, cands[0].Kind(t), t < pl.Top
 		}
@@ -153,12 +154,12 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	}
 	a := &cands[l.pair[0]]
 	if l.ties == 1 {
-		t := a.tierAt(pl.th, l.least)
+		t := a.tierAt(pl.th, a.inFlightAt(l.least))
 		return int(l.pair[0]), a.Kind(t), t <= pl.Top
 	}
-	as, at := a.judge(pl.th, l.least)
+	as, at := a.judge(pl.th, a.inFlightAt(l.least))
 	b := &cands[l.pair[1]]
-	bs, bt := b.judge(pl.th, l.least)
+	bs, bt := b.judge(pl.th, b.inFlightAt(l.least))
 	switch {
 	case at > pl.Top && bt > pl.Top:
 		return -1, 0, false
@@ -169,11 +170,11 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	return int(l.pair[0]), a.Kind(at), true
 }
 
-// LoneInFlight is the most of the proxy's requests a lone best upstream
-// may hold and still win its draw, with least on the least busy other
-// candidate: twice that, as its lead, plus two so that in an idle pool it
-// takes the first requests.
-func LoneInFlight(least int) int { return 2*least + 2 }
+// LoneLoad is the most load (Candidate.Load) a lone best upstream may
+// have and still win its draw, with least the least loaded other
+// candidate's: about twice that, as its lead (with one request each in
+// flight and the next: two more), so in an idle pool it takes the first.
+func LoneLoad(least int) int { return 2*least + 1 }
 
 // Better reports whether score x is better than y for two upstreams with
 // as many requests in flight: clearly lower (by more than tolerance), or

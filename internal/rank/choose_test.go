@@ -47,6 +47,17 @@ func (p *testPool) report(i int, load float64, state edgeagent.State, times int)
 	}
 }
 
+// serving gives upstream i two reports of serving rps at cpu per cent,
+// without streams: what its capacity is estimated from.
+func (p *testPool) serving(i int, cpu, rps float64) {
+	for range 2 {
+		p.seq++
+		rep := edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: fmt.Sprintf("edge-%d", i), Seq: p.seq,
+			State: edgeagent.StateReady, CPUPercent: cpu, RequestsPerSecond: rps}
+		p.in[i].View = Accept(p.in[i].View, rep, p.now, p.in[i].InFlight, Capacity{}, &p.s)
+	}
+}
+
 func (p *testPool) age(i int, by time.Duration) {
 	v := *p.in[i].View
 	v.ReceivedAt -= int64(by)
@@ -306,6 +317,21 @@ func TestChoose(t *testing.T) {
 			p.report(1, 50, ready, 2)
 			p.in[0].InFlight = 80
 		}, []check{none(0), near(1, 1, 0)}},
+		// Weighted least request: in one tier, an edge estimated to take a
+		// twentieth of the others' requests weighs each of its requests in
+		// flight (with the one being placed) twenty times.
+		{"in flight weighs by capacity: the idle edge that can take little loses", 3, streamsOnly, false, func(p *testPool) {
+			p.serving(0, 100, 20)
+			p.serving(1, 50, 200)
+			p.serving(2, 50, 200)
+			p.in[1].InFlight, p.in[2].InFlight = 3, 4
+		}, []check{none(0), near(1, 1, 0), none(2)}},
+		{"in flight weighs by capacity: past its weight the edge that can take little serves", 3, streamsOnly, false, func(p *testPool) {
+			p.serving(0, 100, 20)
+			p.serving(1, 50, 200)
+			p.serving(2, 50, 200)
+			p.in[1].InFlight, p.in[2].InFlight = 25, 30
+		}, []check{near(0, 1, 0)}},
 		{"unavailable upstreams are skipped", 2, nil, false, func(p *testPool) {
 			p.report(0, 0, ready, 2)
 			p.report(1, 60, ready, 2)

@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -85,6 +86,11 @@ type Candidate struct {
 	tier         Tier
 	kind         Kind // when chosen from tier, and for the fallback modes
 	sameTierUpTo int
+	// cost weighs its requests in flight against the other candidates':
+	// about how many times less than the largest it can take (1 for those
+	// within 1.5 times of it, and for those without an estimate).
+	cost         int
+	sameLoadUpTo int     // Load(sameTierUpTo)
 	Score        float64 // when planned
 	view         *View   // trusted; nil: counted as average
 	average      float64 // for an upstream without a view
@@ -177,13 +183,34 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 		pl.Mode, pl.Top = ModeTiers, lo
 		pl.plan(sc, lo, j.Now)
 	}
+	largest := 0.0
+	for k := range pl.Candidates {
+		if v := pl.Candidates[k].view; v != nil {
+			largest = max(largest, v.EstimatedRequests)
+		}
+	}
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
 		c.special = c.Probation || c.single || c.lone
+		c.cost = 1
+		if c.view != nil && c.view.EstimatedRequests > 0 {
+			c.cost = max(1, int(math.Round(largest/c.view.EstimatedRequests)))
+		}
+		c.sameLoadUpTo = c.Load(c.sameTierUpTo)
 	}
 	return pl
 }
+
+// Load is what the candidate's inflight of the proxy's requests weigh
+// with the one being placed, as weighted least-request balancing counts
+// them: an edge that can take a tenth of the others' requests counts each
+// of its requests in flight ten times, so a starved edge idling because it is kept
+// off does not win every request by having the fewest in flight.
+func (c *Candidate) Load(inflight int) int { return (inflight + 1) * c.cost }
+
+// inFlightAt is the requests in flight that make load.
+func (c *Candidate) inFlightAt(load int) int { return load/c.cost - 1 }
 
 // plan takes, for the tier rule, the candidates of tier lo, with the next
 // tier's that lo does not outrank: those within the hysteresis of its
@@ -302,13 +329,15 @@ func lastSaid(v *View, codes ...Code) bool {
 }
 
 // judge returns the candidate's score and tier with inflight of the
-// proxy's requests on it.
+// proxy's requests on it and the one being placed: an edge that one more
+// stream takes a tier up (one of little capacity, such as a starved edge
+// that idles because it is kept off) is judged as it would be with it.
 func (c *Candidate) judge(th Thresholds, inflight int) (float64, Tier) {
 	if c.view != nil {
-		s := c.view.Corrected(inflight)
+		s := c.view.Corrected(inflight + 1)
 		return s, c.view.TierAt(s, th)
 	}
-	s := min(c.average+c.perStream*float64(inflight), 100)
+	s := min(c.average+c.perStream*float64(inflight+1), 100)
 	return s, TierOf(s, th)
 }
 

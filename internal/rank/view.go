@@ -59,6 +59,9 @@ type View struct {
 	// to view; Capacity what the report was normalised against.
 	Estimate Estimate
 	Capacity Capacity
+	// EstimatedRequests is Capacity.Requests when it came from the
+	// estimate, else 0: the choice weighs requests in flight by it.
+	EstimatedRequests float64
 
 	band          Band    // scores that keep Tier
 	noStreams     float64 // Held without the streams component
@@ -86,10 +89,17 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		est = prev.Estimate
 	}
 	bound := Advertised(&rep).Merge(capacity).Merge(s.Bound)
-	c := bound
+	c, estimated := bound, 0.0
 	if !s.Fixed {
-		est = Calibrate(est, &rep)
+		var elapsed time.Duration
+		if prev != nil && prev.ReceivedAt != 0 {
+			elapsed = time.Duration(now - prev.ReceivedAt)
+		}
+		est = Calibrate(est, &rep, elapsed)
 		c = est.Within(bound)
+		if est.Capacity().Requests > 0 {
+			estimated = c.Requests
+		}
 	}
 	c = c.Merge(s.Capacity)
 	comp := Normalise(&rep, c)
@@ -105,6 +115,7 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		streamsScale:     100 / c.Streams,
 		Estimate:         est,
 		Capacity:         c,
+		EstimatedRequests: estimated,
 	}
 	without := comp
 	without[Streams] = 0
