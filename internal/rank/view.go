@@ -104,17 +104,17 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 	c = c.Merge(s.Capacity)
 	comp := Normalise(&rep, c)
 	v := &View{
-		Report:           rep,
-		ReceivedAt:       now,
-		Streak:           streak,
-		Trusted:          streak >= s.Warmup,
-		Components:       comp,
-		Score:            Score(comp, s.Weights),
-		InFlightAtReport: inflight,
-		streamsWeight:    s.Weights[Streams],
-		streamsScale:     100 / c.Streams,
-		Estimate:         est,
-		Capacity:         c,
+		Report:            rep,
+		ReceivedAt:        now,
+		Streak:            streak,
+		Trusted:           streak >= s.Warmup,
+		Components:        comp,
+		Score:             Score(comp, s.Weights),
+		InFlightAtReport:  inflight,
+		streamsWeight:     s.Weights[Streams],
+		streamsScale:      100 / c.Streams,
+		Estimate:          est,
+		Capacity:          c,
 		EstimatedRequests: estimated,
 	}
 	without := comp
