@@ -50,6 +50,7 @@ func (p *testPool) report(i int, load float64, state edgeagent.State, times int)
 func (p *testPool) age(i int, by time.Duration) {
 	v := *p.in[i].View
 	v.ReceivedAt -= int64(by)
+	v.PolledAt -= int64(by)
 	p.in[i].View = &v
 }
 

@@ -37,11 +37,17 @@ const (
 // View is an immutable summary of an upstream's last report, scored. A nil
 // *View is an upstream without a report.
 type View struct {
-	Report     edgeagent.Report
-	ReceivedAt int64 // unix nanoseconds, by the balancer's clock; 0 for none
-	Streak     int   // good reports in a row, up to the warm-up
-	Trusted    bool  // warm-up done
-	Down       bool  // its own address refuses connections, or it failed mid-stream
+	Report edgeagent.Report
+	// ReceivedAt is when the figures arrived (unix nanoseconds, by the
+	// balancer's clock; 0 for none): by a poll, or in a response (Refresh).
+	ReceivedAt int64
+	// PolledAt is when the latest polled report arrived. Polls alone
+	// decide trust: a view whose polls stopped goes stale even while its
+	// responses still carry load.
+	PolledAt   int64
+	Streak     int  // good reports in a row, up to the warm-up
+	Trusted    bool // warm-up done
+	Down       bool // its own address refuses connections, or it failed mid-stream
 	Components Components
 	Score      float64 // as reported, before the proxy's correction
 	Held       float64 // Score with peak hold: what tiers use
@@ -68,14 +74,38 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		return prev
 	}
 	streak := 1
-	if prev != nil && !prev.Down && now-prev.ReceivedAt <= int64(s.StaleAfter) {
+	if prev != nil && !prev.Down && now-prev.PolledAt <= int64(s.StaleAfter) {
 		streak = min(prev.Streak+1, s.Warmup)
 	}
+	return scored(prev, rep, now, now, streak, inflight, capacity, s)
+}
+
+// Refresh is prev brought up to date by load, which the upstream stamped
+// on a response that arrived at now with inflight of the proxy's requests
+// on it (that response's included). It refreshes only what polls already
+// trust: a view trusted, not down, polled within stale_after, and load of
+// its report's sample or a later one (an agent whose seq went backwards
+// restarted: its polls decide). Anything else returns prev unchanged. The
+// figures load carries replace the report's, the view is as fresh as the
+// response, and it is rescored and tiered as Accept does (hysteresis,
+// peak hold); warm-up and trust are the poll's.
+func Refresh(prev *View, load *edgeagent.Load, now int64, inflight int, capacity Capacity, s *Scoring) *View {
+	if prev == nil || !prev.Trusted || prev.Down || prev.ReceivedAt == 0 || now <= prev.ReceivedAt ||
+		now-prev.PolledAt > int64(s.StaleAfter) || load.Seq < prev.Report.Seq {
+		return prev
+	}
+	return scored(prev, load.Apply(prev.Report), now, prev.PolledAt, prev.Streak, inflight, capacity, s)
+}
+
+// scored is the view of rep received at now (polled at polledAt), after
+// prev, with streak good polls in a row.
+func scored(prev *View, rep edgeagent.Report, now, polledAt int64, streak, inflight int, capacity Capacity, s *Scoring) *View {
 	c := Advertised(&rep).Merge(capacity).Merge(s.Capacity)
 	comp := Normalise(&rep, c)
 	v := &View{
 		Report:           rep,
 		ReceivedAt:       now,
+		PolledAt:         polledAt,
 		Streak:           streak,
 		Trusted:          streak >= s.Warmup,
 		Components:       comp,
