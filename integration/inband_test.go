@@ -221,3 +221,35 @@ http://127.0.0.1:%d {
 		t.Errorf("strip_load_header off: the viewer sees %q (%v): want the edge's load", resp.Header.Get(edgeagent.LoadHeader), err)
 	}
 }
+
+// TestResumedLoadHeaderTaken: the answer of the edge that finishes a
+// response whose edge died (a resumed fetch) has its load read too.
+func TestResumedLoadHeaderTaken(t *testing.T) {
+	lib := library(t)
+	edges := startEdges(t, lib, lib)
+	lb, lbURL := startResumeLB(t, edges, "2")
+	waitTrusted(t, lb, lbURL, edgeAddrs(edges)...)
+	headersOf := func(e *edgeProc) float64 {
+		return scrapeAdmin(t, lb).sum("edgetier_upstream_load_headers_total", prometheus.Labels{"upstream": addr(e.port)})
+	}
+	before := []float64{headersOf(edges[0]), headersOf(edges[1])}
+	var killed *edgeProc
+	d := fetchKilling(t, lbURL+"/big.bin", "", []int64{1 << 20}, func(_ int, served string) {
+		killed = edgeNamed(edges, served)
+		killed.caddy.Kill()
+	})
+	if d.err != nil || d.status != http.StatusOK || len(d.body) != len(readLibrary(t, "big.bin")) {
+		t.Fatalf("the resumed download: %d, %d bytes, %v", d.status, len(d.body), d.err)
+	}
+	other := edges[0]
+	if killed == edges[0] {
+		other = edges[1]
+	}
+	i := 0
+	if other == edges[1] {
+		i = 1
+	}
+	if got := headersOf(other); got <= before[i] {
+		t.Fatalf("the resuming edge's load headers: %g before, %g after: want its resumed answer's read", before[i], got)
+	}
+}
