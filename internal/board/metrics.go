@@ -40,8 +40,8 @@ func newCollector(b *Board) *collector {
 		selections:   desc("upstream_selections_total", "Requests sent to the upstream, by its tier when chosen (unknown, 1-4, fallback, drain, down).", "upstream", "tier"),
 		reportErrors: desc("upstream_report_errors_total", "Report polls that failed or were rejected, by reason.", "upstream", "reason"),
 		polls:        desc("upstream_polls_total", "Report polls made.", "upstream"),
-		loadHeaders: desc("upstream_load_headers_total", "Endpoint-Load-Metrics headers read from the upstream's responses (edgetier transport only), by result "+
-			"(accepted, coalesced: within 20 ms of the last one taken in, ignored: the view is not refreshed between polls, or a rejection reason).", "upstream", "result"),
+		loadHeaders: desc("upstream_load_headers_total", "Endpoint-Load-Metrics headers read from the upstream's responses (edgetier transport only), by result: accepted, "+
+			"coalesced (within 20 ms of the last one taken in), ignored (its view is not one a header refreshes), or why it was rejected.", "upstream", "result"),
 		latency:        desc("upstream_latency_seconds", "Fastest time to first byte the proxy saw from the upstream in the last 5-10 s (edgetier transport only).", "upstream"),
 		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),

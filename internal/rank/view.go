@@ -88,7 +88,9 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 // restarted: its polls decide). Anything else returns prev unchanged. The
 // figures load carries replace the report's, the view is as fresh as the
 // response, and it is rescored and tiered as Accept does (hysteresis,
-// peak hold); warm-up and trust are the poll's.
+// peak hold); warm-up and trust are the poll's. A view whose polls stop
+// is refreshed for stale_after at most, so it goes stale at most twice
+// stale_after after its last poll, however busy the upstream.
 func Refresh(prev *View, load *edgeagent.Load, now int64, inflight int, capacity Capacity, s *Scoring) *View {
 	if prev == nil || !prev.Trusted || prev.Down || prev.ReceivedAt == 0 || now <= prev.ReceivedAt ||
 		now-prev.PolledAt > int64(s.StaleAfter) || load.Seq < prev.Report.Seq {
