@@ -97,3 +97,19 @@ func validHeaderName(s string) bool {
 	}
 	return true
 }
+
+// onOff reads the one argument of the current option, on or off.
+func onOff(d *caddyfile.Dispenser, directive string) (bool, error) {
+	opt := d.Val()
+	val, err := singleArg(d, directive)
+	if err != nil {
+		return false, err
+	}
+	switch val {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s: %s: %q is not on or off", directive, opt, val)
+}

@@ -38,6 +38,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"transport unknown", inTransport("colour red"), "transport edgetier: unrecognized option 'colour', at Caddyfile:4"},
 		{"transport http option", inTransport("http {\nwarp_speed 9\n}"), "warp_speed"},
 		{"transport repeated", inTransport("pool a\npool b"), "option 'pool' given twice, at Caddyfile:5"},
+		{"transport strip_load_header", inTransport("strip_load_header no"), `transport edgetier: strip_load_header: "no" is not on or off, at Caddyfile:4`},
+		{"transport strip_load_header missing", inTransport("strip_load_header"), "transport edgetier: strip_load_header: missing value, at Caddyfile:4"},
 		{"dashboard interval", inDashboard("interval 1ms"), `cdn_dashboard: interval: "1ms" is not a duration of at least 100ms, at Caddyfile:3`},
 		{"dashboard path", inDashboard("ws_path ws"), `cdn_dashboard: ws_path: "ws" must start with / and not end with /, at Caddyfile:3`},
 		{"dashboard clients", inDashboard("max_clients 0"), `cdn_dashboard: max_clients: "0" is not a number between 1 and 1000000, at Caddyfile:3`},
@@ -82,6 +84,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"agent report_path", inAgent("report_path load"), `edge_agent: report_path: "load" must start with /`},
 		{"agent header", inAgent("header X Edge"), "edge_agent: header: takes one value"},
 		{"agent header name", inAgent("header X:Edge"), `edge_agent: header: "X:Edge" is not a valid header field name`},
+		{"agent load_header", inAgent("load_header sometimes"), `edge_agent: load_header: "sometimes" is not on or off, at Caddyfile:3`},
 		{"agent unknown", inAgent("colour red"), "edge_agent: unrecognized option 'colour', at Caddyfile:3"},
 		{"agent repeated", inAgent("token a\ntoken b"), "edge_agent: option 'token' given twice, at Caddyfile:4"},
 		{"agent capacity", inAgent("capacity {\nstreams many\n}"), `capacity streams: "many" is not a number`},
@@ -263,6 +266,8 @@ func FuzzTieredCaddyfile(f *testing.F) {
 func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Add("scope cgroup\ninterval 1s\ncapacity {\nstreams 10\n}")
 	f.Add("header off\ntoken x")
+	f.Add("load_header off\nheader X-Served-By")
+	f.Add("load_header on")
 	f.Add("pid 1\ncapacity {\nstreams 400\nrequests 50\nresponse_time 250ms\nlink_bandwidth 1.25e9\n}")
 	f.Add("report_path /load\nstate_path /load")
 	f.Add("capacity {\nlink_bandwidth NaN\n}")

@@ -63,6 +63,10 @@ type EdgeAgent struct {
 	State string `json:"state,omitempty"`
 	// Capacity advertised to the balancer, which normalises against it.
 	Capacity *CapacityConfig `json:"capacity,omitempty"`
+	// LoadHeader: stamp the edge's load on every response it serves, in
+	// the Endpoint-Load-Metrics header (ORCA's TEXT form), so a balancer
+	// with the edgetier transport sees it between polls. Default true.
+	LoadHeader *bool `json:"load_header,omitempty"`
 
 	shared *sharedAgent
 	key    string
@@ -168,6 +172,10 @@ func (h *EdgeAgent) setDefaults() {
 	if h.State == "" {
 		h.State = string(edgeagent.StateReady)
 	}
+	if h.LoadHeader == nil {
+		on := true
+		h.LoadHeader = &on
+	}
 }
 
 func (h *EdgeAgent) start(logger *zap.Logger) (*sharedAgent, error) {
@@ -239,6 +247,15 @@ func (h *EdgeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.Header != "-" {
 		w.Header().Set(h.Header, h.Name)
 	}
+	if *h.LoadHeader {
+		// Before next, like the edge header: file_server keeps the
+		// headers it is handed on every answer (200, 206, 304, 416, 404).
+		// This response is about to be counted in flight: it is one of
+		// the streams it reports.
+		if v, ok := h.shared.agent.LoadHeaderValue(h.shared.meter.InFlight() + 1); ok {
+			w.Header()[edgeagent.LoadHeader] = []string{v}
+		}
+	}
 	dropEmptySuffixRanges(r)
 	return h.shared.meter.Serve(w, r, next.ServeHTTP)
 }
@@ -259,6 +276,7 @@ func slogFrom(l *zap.Logger) *slog.Logger {
 //	    pid         <pid>
 //	    interval    <duration>
 //	    state       ready|drain|maint
+//	    load_header on|off
 //	    capacity {
 //	        streams        <n>
 //	        requests       <per second>
@@ -302,6 +320,12 @@ func (h *EdgeAgent) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.setOption(d, opt, val); err != nil {
 				return err
 			}
+		case "load_header":
+			on, err := onOff(d, "edge_agent")
+			if err != nil {
+				return err
+			}
+			h.LoadHeader = &on
 		case "capacity":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/edgetier/edgetier/edgeagent"
 	"github.com/edgetier/edgetier/internal/board"
 )
 
@@ -50,6 +51,10 @@ type ResumeTransport struct {
 	MaxResumes *int `json:"max_resumes,omitempty"`
 	// Budget is the time all resumes of one response may take (default 10s).
 	Budget caddy.Duration `json:"budget,omitempty"`
+	// StripLoadHeader removes the edges' load header (Endpoint-Load-Metrics,
+	// which the transport reads into the board) from the responses before
+	// the viewer sees them. Default true; false keeps it, for debugging.
+	StripLoadHeader *bool `json:"strip_load_header,omitempty"`
 	// HTTP is Caddy's HTTP transport that does the requests.
 	HTTP *reverseproxy.HTTPTransport `json:"http,omitempty"`
 
@@ -76,6 +81,10 @@ func (t *ResumeTransport) Provision(ctx caddy.Context) error {
 	}
 	if t.Budget == 0 {
 		t.Budget = caddy.Duration(10 * time.Second)
+	}
+	if t.StripLoadHeader == nil {
+		on := true
+		t.StripLoadHeader = &on
 	}
 	if *t.MaxResumes < 0 || *t.MaxResumes > 10 {
 		return fmt.Errorf("edgetier transport: max_resumes: %d is not between 0 and 10", *t.MaxResumes)
@@ -109,13 +118,14 @@ func (t *ResumeTransport) Cleanup() error {
 	return err
 }
 
-// RoundTrip does the request and, for a response that can be resumed,
-// watches its body.
+// RoundTrip does the request, takes the edge's load from the response
+// and, for a response that can be resumed, watches its body.
 func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	inflight := 1
 	di, hasDial := reverseproxy.GetDialInfo(req.Context())
-	if hasDial && di.Upstream != nil && di.Upstream.Host != nil {
+	counted := hasDial && di.Upstream != nil && di.Upstream.Host != nil
+	if counted {
 		inflight = di.Upstream.NumRequests() // this one included
 	}
 	resp, err := t.HTTP.RoundTrip(req)
@@ -123,11 +133,16 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if hasDial {
 		dial = di.Address
 	}
-	if err == nil {
-		t.board.ObserveLatency(dial, time.Since(start), inflight)
-	}
-	if err != nil || req.Method != http.MethodGet {
+	if err != nil {
 		return resp, err
+	}
+	t.board.ObserveLatency(dial, time.Since(start), inflight)
+	if counted {
+		inflight = di.Upstream.NumRequests() // as the response arrived
+	}
+	t.takeLoad(dial, resp, inflight)
+	if req.Method != http.MethodGet {
+		return resp, nil
 	}
 	span, ok := resumableSpan(resp)
 	if !ok {
@@ -135,6 +150,20 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &resumingBody{t: t, req: req, body: resp.Body, dial: dial, span: span, tried: []string{dial}}
 	return resp, nil
+}
+
+// takeLoad hands the load an edge stamped on resp to the board and, unless
+// configured otherwise, removes it: viewers have no use for the edges'
+// load, and it is not theirs to see.
+func (t *ResumeTransport) takeLoad(dial string, resp *http.Response, inflight int) {
+	values, ok := resp.Header[edgeagent.LoadHeader]
+	if !ok {
+		return
+	}
+	t.board.InBand(dial, values, inflight)
+	if *t.StripLoadHeader {
+		delete(resp.Header, edgeagent.LoadHeader)
+	}
 }
 
 // span is the byte range a response carries and how to ask for more of
@@ -313,6 +342,10 @@ func (b *resumingBody) fetchRest(u *reverseproxy.Upstream, budget time.Duration)
 	di := reverseproxy.DialInfo{Upstream: u, Network: addr.Network, Address: addr.JoinHostPort(0), Host: addr.Host, Port: strconv.Itoa(int(addr.StartPort))}
 	req = req.WithContext(context.WithValue(req.Context(), caddy.CtxKey("reverse_proxy.dial_info"), di))
 	resp, err := b.t.HTTP.RoundTrip(req)
+	if err == nil {
+		// Caddy does not count this request in flight on u: add it.
+		b.t.takeLoad(u.Dial, resp, u.NumRequests()+1)
+	}
 	if err != nil || !timer.Stop() {
 		cancel()
 		if err == nil {
@@ -408,6 +441,7 @@ func (t *ResumeTransport) ProxyProtocolEnabled() bool {
 //	    pool        <name>
 //	    resume      <max per response>|off
 //	    resume_budget <duration>
+//	    strip_load_header on|off
 //	    http {
 //	        <Caddy's http transport options>
 //	    }
@@ -454,6 +488,12 @@ func (t *ResumeTransport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: resume_budget: %q is not a positive duration", dir, val)
 			}
 			t.Budget = caddy.Duration(dur)
+		case "strip_load_header":
+			on, err := onOff(d, dir)
+			if err != nil {
+				return err
+			}
+			t.StripLoadHeader = &on
 		case "http":
 			t.HTTP = new(reverseproxy.HTTPTransport)
 			if err := t.HTTP.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {

@@ -30,11 +30,14 @@ type Agent struct {
 	live   func() int64
 	logger *slog.Logger
 
-	state    atomic.Value // State
-	seq      atomic.Uint64
-	latest   atomic.Pointer[Report]
-	sampling atomic.Pointer[samplingState]
-	failures atomic.Uint64 // samples that failed
+	state  atomic.Value // State
+	seq    atomic.Uint64
+	latest atomic.Pointer[Report]
+	// loadPrefix is the latest report in the TEXT form of LoadHeader, up
+	// to the streams count that each response appends.
+	loadPrefix atomic.Pointer[[]byte]
+	sampling   atomic.Pointer[samplingState]
+	failures   atomic.Uint64 // samples that failed
 
 	mu       sync.Mutex // guards prev and prevResp, used by sample only
 	prev     Counters
@@ -98,16 +101,39 @@ func (a *Agent) Interval() time.Duration { return a.cfg.Interval }
 // is stuck). A balancer must never be handed the last report again as if
 // it were current: same seq, old timestamp.
 func (a *Agent) Current() (Report, error) {
+	if err := a.vouch(); err != nil {
+		return Report{}, err
+	}
+	return a.Report(), nil
+}
+
+// vouch says why the agent cannot vouch for its latest report, if it cannot.
+func (a *Agent) vouch() error {
 	st := a.sampling.Load()
 	switch {
 	case st != nil && st.err != nil:
-		return Report{}, fmt.Errorf("%w: sampling failed: %w", ErrNoReport, st.err)
+		return fmt.Errorf("%w: sampling failed: %w", ErrNoReport, st.err)
 	case st == nil || a.latest.Load() == nil:
-		return Report{}, fmt.Errorf("%w: no sample taken yet", ErrNoReport)
+		return fmt.Errorf("%w: no sample taken yet", ErrNoReport)
 	case time.Since(st.goodAt) > StaleIntervals*a.cfg.Interval:
-		return Report{}, fmt.Errorf("%w: the latest sample is %s old", ErrNoReport, time.Since(st.goodAt).Round(time.Millisecond))
+		return fmt.Errorf("%w: the latest sample is %s old", ErrNoReport, time.Since(st.goodAt).Round(time.Millisecond))
 	}
-	return a.Report(), nil
+	return nil
+}
+
+// LoadHeaderValue is the value of LoadHeader for a response that starts
+// while streams are in flight (itself included): the latest report's
+// figures with that count. ok is false when the agent cannot vouch for a
+// report (see Current): a response then carries no load rather than a
+// stale one.
+func (a *Agent) LoadHeaderValue(streams int64) (value string, ok bool) {
+	prefix := a.loadPrefix.Load()
+	if prefix == nil || a.vouch() != nil {
+		return "", false
+	}
+	// Built on the stack: the one allocation is the string the header keeps.
+	var buf [512]byte
+	return string(AppendStreams(append(buf[:0], *prefix...), streams)), true
 }
 
 // Report returns the latest report, with the state and (for an in-process
@@ -204,7 +230,9 @@ func (a *Agent) Sample(ctx context.Context) {
 		a.logger.Error("agent made an invalid report", "edge", a.cfg.Name, "error", fmt.Errorf("%w", err))
 		return
 	}
+	prefix := AppendLoadPrefix(nil, &r)
 	a.latest.Store(&r)
+	a.loadPrefix.Store(&prefix)
 	a.sampling.Store(&samplingState{goodAt: time.Now()})
 }
 

@@ -29,7 +29,7 @@ type fakeAgent struct {
 	token string
 }
 
-func newFakeAgent(t *testing.T, token string) *fakeAgent {
+func newFakeAgent(t testing.TB, token string) *fakeAgent {
 	a := &fakeAgent{token: token}
 	a.setLoad(10, edgeagent.StateReady)
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,10 @@ type Edge struct {
 	failures   atomic.Uint64 // mid-stream failures reported by the proxy
 	stale      atomic.Bool   // set by the janitor
 
+	inBand           [numInBandResults]atomic.Uint64
+	lastInBand       atomic.Int64 // unix nanoseconds of the latest header taken in
+	loadHeaderReason atomic.Int32 // inBandResult of the latest bad header; inBandGood after a good one
+
 	// mu serialises taking reports in (polled and in-band) and failures.
 	mu         sync.Mutex
 	lastReason reason
@@ -46,6 +50,7 @@ type Edge struct {
 
 func newEdge(b *Board, dial string, u Upstream, cfg *Config) (*Edge, error) {
 	e := &Edge{dial: dial, board: b, lastReason: reasonNone}
+	e.loadHeaderReason.Store(int32(inBandGood))
 	e.upstream.Store(&u)
 	e.lastSeen.Store(b.clock())
 	target, own, err := reportURL(cfg, dial)

@@ -16,7 +16,7 @@ type collector struct {
 	b                                                                       *Board
 	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
-	resumes, capacity                                                       *prometheus.Desc
+	resumes, capacity, loadHeaders                                          *prometheus.Desc
 }
 
 // Collector is the board's Prometheus collector.
@@ -28,19 +28,21 @@ func newCollector(b *Board) *collector {
 		return prometheus.NewDesc("edgetier_"+name, help, variable, labels)
 	}
 	return &collector{
-		b:              b,
-		score:          desc("upstream_score", "Load score, 0 to 100, corrected by the proxy's own in-flight requests.", "upstream"),
-		tier:           desc("upstream_tier", "Tier, 1 (lightly loaded) to 4 (critical); 0 before a trusted report.", "upstream"),
+		b:            b,
+		score:        desc("upstream_score", "Load score, 0 to 100, corrected by the proxy's own in-flight requests.", "upstream"),
+		tier:         desc("upstream_tier", "Tier, 1 (lightly loaded) to 4 (critical); 0 before a trusted report.", "upstream"),
+		load:         desc("upstream_load_ratio", "Score component from the last report, normalised to capacity, 0 to 1.", "upstream", "component"),
+		age:          desc("upstream_report_age_seconds", "Seconds since the last good report was received.", "upstream"),
+		stale:        desc("upstream_stale", "1 when the upstream has no good report within stale_after.", "upstream"),
+		down:         desc("upstream_down", "1 when the upstream's own address refuses the report poll.", "upstream"),
+		trusted:      desc("upstream_trusted", "1 when the upstream passed its warm-up.", "upstream"),
+		state:        desc("upstream_state", "1 for the state the upstream's agent reports.", "upstream", "state"),
+		selections:   desc("upstream_selections_total", "Requests sent to the upstream, by its tier when chosen (unknown, 1-4, fallback, drain, down).", "upstream", "tier"),
+		reportErrors: desc("upstream_report_errors_total", "Report polls that failed or were rejected, by reason.", "upstream", "reason"),
+		polls:        desc("upstream_polls_total", "Report polls made.", "upstream"),
+		loadHeaders: desc("upstream_load_headers_total", "Endpoint-Load-Metrics headers read from the upstream's responses (edgetier transport only), by result: accepted, "+
+			"coalesced (within 20 ms of the last one taken in), ignored (its view is not one a header refreshes), or why it was rejected.", "upstream", "result"),
 		capacity:       desc("upstream_capacity", "What the upstream can take, as the score normalises against: estimated from its reports, bounded by what is advertised.", "upstream", "resource"),
-		load:           desc("upstream_load_ratio", "Score component from the last report, normalised to capacity, 0 to 1.", "upstream", "component"),
-		age:            desc("upstream_report_age_seconds", "Seconds since the last good report was received.", "upstream"),
-		stale:          desc("upstream_stale", "1 when the upstream has no good report within stale_after.", "upstream"),
-		down:           desc("upstream_down", "1 when the upstream's own address refuses the report poll.", "upstream"),
-		trusted:        desc("upstream_trusted", "1 when the upstream passed its warm-up.", "upstream"),
-		state:          desc("upstream_state", "1 for the state the upstream's agent reports.", "upstream", "state"),
-		selections:     desc("upstream_selections_total", "Requests sent to the upstream, by its tier when chosen (unknown, 1-4, fallback, drain, down).", "upstream", "tier"),
-		reportErrors:   desc("upstream_report_errors_total", "Report polls that failed or were rejected, by reason.", "upstream", "reason"),
-		polls:          desc("upstream_polls_total", "Report polls made.", "upstream"),
 		latency:        desc("upstream_latency_seconds", "Fastest time to first byte the proxy saw from the upstream in the last 5-10 s (edgetier transport only).", "upstream"),
 		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
@@ -51,7 +53,7 @@ func newCollector(b *Board) *collector {
 
 func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders}
 }
 
 // Describe implements prometheus.Collector.
@@ -98,6 +100,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for r, label := range reasonLabels {
 			counter(c.reportErrors, e.errors[r].Load(), label)
+		}
+		for r, label := range inBandLabels {
+			counter(c.loadHeaders, e.inBand[r].Load(), label)
 		}
 		counter(c.polls, e.polls.Load())
 		counter(c.streamFailures, e.failures.Load())

@@ -190,6 +190,11 @@ func (e *Edge) accept(cfg *Config, rep edgeagent.Report) {
 		e.board.AddEvent(e.dial, "state", "state %s → %s", prev.Report.State, rep.State)
 	}
 	e.setView(v)
+	e.noteTier(v)
+}
+
+// noteTier logs and records a trusted view's change of tier; e.mu is held.
+func (e *Edge) noteTier(v *rank.View) {
 	if v.Trusted && v.Tier != e.lastTier {
 		if e.lastTier != 0 {
 			e.board.logger.Info("upstream changed tier", zap.String("upstream", e.dial),

@@ -61,6 +61,7 @@ func (p *testPool) serving(i int, cpu, rps float64) {
 func (p *testPool) age(i int, by time.Duration) {
 	v := *p.in[i].View
 	v.ReceivedAt -= int64(by)
+	v.PolledAt -= int64(by)
 	p.in[i].View = &v
 }
 

@@ -43,11 +43,17 @@ const (
 // View is an immutable summary of an upstream's last report, scored. A nil
 // *View is an upstream without a report.
 type View struct {
-	Report     edgeagent.Report
-	ReceivedAt int64 // unix nanoseconds, by the balancer's clock; 0 for none
-	Streak     int   // good reports in a row, up to the warm-up
-	Trusted    bool  // warm-up done
-	Down       bool  // its own address refuses connections, or it failed mid-stream
+	Report edgeagent.Report
+	// ReceivedAt is when the figures arrived (unix nanoseconds, by the
+	// balancer's clock; 0 for none): by a poll, or in a response (Refresh).
+	ReceivedAt int64
+	// PolledAt is when the latest polled report arrived. Polls alone
+	// decide trust: a view whose polls stopped goes stale even while its
+	// responses still carry load.
+	PolledAt   int64
+	Streak     int  // good reports in a row, up to the warm-up
+	Trusted    bool // warm-up done
+	Down       bool // its own address refuses connections, or it failed mid-stream
 	Components Components
 	Score      float64 // as reported, before the proxy's correction
 	Held       float64 // Score with peak hold: what tiers use
@@ -57,8 +63,9 @@ type View struct {
 	Tier             Tier
 	// Estimate is the capacity the edge's reports show, carried from view
 	// to view; Capacity what the report was normalised against.
-	Estimate Estimate
-	Capacity Capacity
+	Estimate    Estimate
+	EstimatedAt int64 // unix nanoseconds of the sample it last took in
+	Capacity    Capacity
 	// EstimatedRequests is Capacity.Requests when it came from the
 	// estimate, else 0: the choice weighs requests in flight by it.
 	EstimatedRequests float64
@@ -81,31 +88,40 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		return prev
 	}
 	streak := 1
-	if prev != nil && !prev.Down && now-prev.ReceivedAt <= int64(s.StaleAfter) {
+	if prev != nil && !prev.Down && now-prev.PolledAt <= int64(s.StaleAfter) {
 		streak = min(prev.Streak+1, s.Warmup)
 	}
-	var est Estimate
-	if prev != nil {
-		est = prev.Estimate
+	return scored(prev, rep, now, now, streak, inflight, capacity, s)
+}
+
+// Refresh is prev brought up to date by load, which the upstream stamped
+// on a response that arrived at now with inflight of the proxy's requests
+// on it (that response's included). It refreshes only what polls already
+// trust: a view trusted, not down, polled within stale_after, and load of
+// its report's sample or a later one (an agent whose seq went backwards
+// restarted: its polls decide). Anything else returns prev unchanged. The
+// figures load carries replace the report's, the view is as fresh as the
+// response, and it is rescored and tiered as Accept does (hysteresis,
+// peak hold); warm-up and trust are the poll's. A view whose polls stop
+// is refreshed for stale_after at most, so it goes stale at most twice
+// stale_after after its last poll, however busy the upstream.
+func Refresh(prev *View, load *edgeagent.Load, now int64, inflight int, capacity Capacity, s *Scoring) *View {
+	if prev == nil || !prev.Trusted || prev.Down || prev.ReceivedAt == 0 || now <= prev.ReceivedAt ||
+		now-prev.PolledAt > int64(s.StaleAfter) || load.Seq < prev.Report.Seq {
+		return prev
 	}
-	bound := Advertised(&rep).Merge(capacity).Merge(s.Bound)
-	c, estimated := bound, 0.0
-	if !s.Fixed {
-		var elapsed time.Duration
-		if prev != nil && prev.ReceivedAt != 0 {
-			elapsed = time.Duration(now - prev.ReceivedAt)
-		}
-		est = Calibrate(est, &rep, elapsed)
-		c = est.Within(bound)
-		if est.Capacity().Requests > 0 {
-			estimated = c.Requests
-		}
-	}
-	c = c.Merge(s.Capacity)
+	return scored(prev, load.Apply(prev.Report), now, prev.PolledAt, prev.Streak, inflight, capacity, s)
+}
+
+// scored is the view of rep received at now (polled at polledAt), after
+// prev, with streak good polls in a row.
+func scored(prev *View, rep edgeagent.Report, now, polledAt int64, streak, inflight int, capacity Capacity, s *Scoring) *View {
+	c, est, estimated, estimatedAt := calibrated(prev, &rep, now, capacity, s)
 	comp := Normalise(&rep, c)
 	v := &View{
 		Report:            rep,
 		ReceivedAt:        now,
+		PolledAt:          polledAt,
 		Streak:            streak,
 		Trusted:           streak >= s.Warmup,
 		Components:        comp,
@@ -114,6 +130,7 @@ func Accept(prev *View, rep edgeagent.Report, now int64, inflight int, capacity 
 		streamsWeight:     s.Weights[Streams],
 		streamsScale:      100 / c.Streams,
 		Estimate:          est,
+		EstimatedAt:       estimatedAt,
 		Capacity:          c,
 		EstimatedRequests: estimated,
 	}
@@ -199,4 +216,33 @@ func (v *View) TierAt(score float64, th Thresholds) Tier {
 		return v.Tier
 	}
 	return TierOf(score, th)
+}
+
+// calibrated is the capacity to normalise rep against, received at now
+// after prev: the estimate, updated once per sample (a response's load
+// repeats its sample's figures), within what is advertised, then the
+// pool's; the estimate, the capacity it gives for requests (0: none) and
+// when it was last updated.
+func calibrated(prev *View, rep *edgeagent.Report, now int64, capacity Capacity, s *Scoring) (Capacity, Estimate, float64, int64) {
+	var est Estimate
+	var at int64
+	if prev != nil {
+		est, at = prev.Estimate, prev.EstimatedAt
+	}
+	bound := Advertised(rep).Merge(capacity).Merge(s.Bound)
+	if s.Fixed {
+		return bound.Merge(s.Capacity), est, 0, at
+	}
+	if prev == nil || prev.ReceivedAt == 0 || rep.Seq == 0 || rep.Seq != prev.Report.Seq {
+		var elapsed time.Duration
+		if at != 0 {
+			elapsed = time.Duration(now - at)
+		}
+		est, at = Calibrate(est, rep, elapsed), now
+	}
+	c, estimated := est.Within(bound), 0.0
+	if est.Capacity().Requests > 0 {
+		estimated = c.Requests
+	}
+	return c.Merge(s.Capacity), est, estimated, at
 }
