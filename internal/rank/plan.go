@@ -88,7 +88,7 @@ type Candidate struct {
 	sameTierUpTo int
 	// cost weighs its requests in flight against the other candidates':
 	// about how many times less than the largest it can take (1 for those
-	// within 1.5 times of it, and for those without an estimate).
+	// within CostRatio of it, and for those without an estimate).
 	cost         int
 	sameLoadUpTo int     // Load(sameTierUpTo)
 	Score        float64 // when planned
@@ -194,13 +194,19 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
 		c.special = c.Probation || c.single || c.lone
 		c.cost = 1
-		if c.view != nil && c.view.EstimatedRequests > 0 {
-			c.cost = max(1, int(math.Round(largest/c.view.EstimatedRequests)))
+		if c.view != nil && c.view.EstimatedRequests > 0 && largest >= CostRatio*c.view.EstimatedRequests {
+			c.cost = int(math.Round(largest / c.view.EstimatedRequests))
 		}
 		c.sameLoadUpTo = c.Load(c.sameTierUpTo)
 	}
 	return pl
 }
+
+// CostRatio is how many times less than the largest capacity among the
+// candidates an edge must be estimated to take before its requests in
+// flight weigh more: estimates of equal edges on a busy machine differ by
+// up to about 1.5 times, a starved edge's by ten and more.
+const CostRatio = 3
 
 // Load is what the candidate's inflight of the proxy's requests weigh
 // with the one being placed, as weighted least-request balancing counts
