@@ -107,6 +107,13 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 				fmtSpread(st.ratioP99, 2), fmtSpread(st.ratioP50, 2))
 		}
 		b.WriteString("\n")
+		if r.key == "c" && len(r.scores) > 0 {
+			fmt.Fprintf(&b, "The %s board at the end of each round, from the balancer's `/metrics` (`edgetier_upstream_score`, `edgetier_upstream_tier`), from the edges' reports alone: edge-1 is the starved one.\n\n", policyOnly)
+			for i, bs := range r.scores {
+				fmt.Fprintf(&b, "- round %d: %s\n", i+1, fmtScores(bs))
+			}
+			b.WriteString("\n")
+		}
 		t := statsOf(r, "tiered")
 		switch r.key {
 		case "a":

@@ -25,6 +25,9 @@ type scenarioResult struct {
 	arms       []string
 	rounds     int
 	samples    map[string][]*sample // by arm, one per round
+	// scores holds, for the policy-only arm, its board's scores at the
+	// end of each round (from the balancer's Prometheus metrics).
+	scores [][]boardScore
 }
 
 type herdResult struct {
@@ -140,6 +143,14 @@ func run(o options) (*results, error) {
 				}
 				s := play(sys, bases, sc.players, warmup, o.duration)
 				r.samples[a.name] = append(r.samples[a.name], s)
+				if a.name == policyOnly {
+					if bs, err := sys.boardScores("policy"); err == nil {
+						r.scores = append(r.scores, bs)
+						log.Printf("  round %d %s board: %s", round+1, policyOnly, fmtScores(bs))
+					} else {
+						log.Printf("  reading the %s board's scores: %v", policyOnly, err)
+					}
+				}
 				log.Printf("  round %d %-16s p50 %6.1f ms  p99 %7.1f ms  %7.1f MB/s  errors %d  %v", round+1, a.name,
 					ms(s.percentile(0.5)), ms(s.percentile(0.99)), s.throughputMBps(), s.errors, s.perEdge)
 			}
