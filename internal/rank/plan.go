@@ -216,7 +216,12 @@ const CostRatio = 3
 func (c *Candidate) Load(inflight int) int { return (inflight + 1) * c.cost }
 
 // inFlightAt is the requests in flight that make load.
-func (c *Candidate) inFlightAt(load int) int { return load/c.cost - 1 }
+func (c *Candidate) inFlightAt(load int) int {
+	if c.cost == 1 { // nearly always: no division on the hot path
+		return load - 1
+	}
+	return load/c.cost - 1
+}
 
 // plan takes, for the tier rule, the candidates of tier lo, with the next
 // tier's that lo does not outrank: those within the hysteresis of its
