@@ -28,6 +28,7 @@ type Edge struct {
 	lastSeen atomic.Int64             // board clock when a pool last held it
 
 	latency    latency
+	outcomes   outcomes
 	selections [rank.NumKinds]atomic.Uint64
 	errors     [numReasons]atomic.Uint64
 	polls      atomic.Uint64
@@ -44,6 +45,7 @@ func newEdge(b *Board, dial string, u Upstream, cfg *Config) (*Edge, error) {
 	e := &Edge{dial: dial, board: b, lastReason: reasonNone}
 	e.upstream.Store(&u)
 	e.lastSeen.Store(b.clock())
+	e.outcomes.unavailSince = b.clock()
 	target, own, err := reportURL(cfg, dial)
 	if err != nil {
 		return e, err
