@@ -55,6 +55,8 @@ type ResumeTransport struct {
 
 	board  *board.Board
 	logger *zap.Logger
+
+	handler *reverseproxy.Handler // the parent, for its retries (retry.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -92,6 +94,7 @@ func (t *ResumeTransport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("edgetier transport: %w", err)
 	}
 	t.board = b
+	t.handler = handlerOf(ctx.Modules())
 	inspectWhenRunning(ctx, t)
 	return nil
 }
@@ -123,9 +126,7 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if hasDial {
 		dial = di.Address
 	}
-	if err == nil {
-		t.board.ObserveLatency(dial, time.Since(start), inflight)
-	}
+	resp, err = t.answered(req, dial, resp, err, start, inflight)
 	if err != nil || req.Method != http.MethodGet {
 		return resp, err
 	}
