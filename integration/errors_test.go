@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgetier/edgetier/internal/board"
@@ -253,4 +254,26 @@ func TestTwoFailingEdgesMaxEjected(t *testing.T) {
 		f := lbFrame(t, lbURL)
 		return frameEvent(f, "eject", addr(bad1.port), "max_ejected keeps it in") || frameEvent(f, "eject", addr(bad2.port), "max_ejected keeps it in"), asJSON(f.Events)
 	})
+}
+
+// TestDashboardShowsEjection: the dashboard page in headless Chromium
+// shows a failing edge ejected (its health, the time left, its error
+// ratio) and the eject event.
+func TestDashboardShowsEjection(t *testing.T) {
+	lib := library(t)
+	good := startEdges(t, lib, lib)
+	bad := failingEdge(t, "edge-bad")
+	ups := []string{addr(good[0].port), addr(good[1].port), addr(bad.port)}
+	_, lbURL := startErrorsLB(t, ups, "", "lb_retries 2")
+	viewers(t, lbURL, 2, 100)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(lbURL+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`document.querySelector('tr[data-upstream="%s"]')`, addr(bad.port))
+	evalUntil(t, ctx, 15*time.Second, "the failing edge shown ejected",
+		row+` && `+row+`.classList.contains('ejected') && `+row+`.querySelector('.h-ejected') !== null && `+row+`.querySelector('.eject-mark') !== null`)
+	evalUntil(t, ctx, 5*time.Second, "an eject event in the list",
+		`[...document.querySelectorAll('#events li')].some(li => li.querySelector('.k-eject') && li.textContent.includes('`+addr(bad.port)+`') && li.textContent.includes('errors'))`)
+	screenshot(t, ctx, "dashboard-ejected.png")
 }
