@@ -314,7 +314,10 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 	if len(pool) == 0 {
 		return nil
 	}
-	failed := requestTries(r)
+	var failed *tries
+	if r != nil {
+		failed = requestTries(r)
+	}
 	var bp *board.Pool
 	var pl *rank.Plan
 	if c := p.cache.Load(); c != nil && len(c.pool) == len(pool) && &c.pool[0] == &pool[0] {

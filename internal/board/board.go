@@ -286,8 +286,9 @@ func (b *Board) janitor() {
 			ticks++
 			rotate := ticks%int(latencyWindow/tick) == 0
 			b.judgeLatencies(rotate)
-			b.updateOutcomes(t.UnixNano(), rotate)
-			b.trackRamps(t.UnixNano())
+			list := b.Edges()
+			b.updateOutcomes(list, t.UnixNano(), rotate)
+			b.trackRamps(list, t.UnixNano())
 			b.changed(t.UnixNano())
 		}
 	}

@@ -135,18 +135,19 @@ func statusText(status int) string {
 	return "status " + strconv.Itoa(status)
 }
 
-// updateOutcomes rotates the windows (when rotate), returns the upstreams
-// whose ejection ended, and lets the count toward the next ejection's
-// length decay (each tick).
-func (b *Board) updateOutcomes(now int64, rotate bool) {
+// updateOutcomes rotates the windows of list, the board's upstreams
+// (when rotate), returns those whose ejection ended, and lets the count
+// toward the next ejection's length decay (each tick).
+func (b *Board) updateOutcomes(list []*Edge, now int64, rotate bool) {
 	rule := &b.cfg.Load().Ejection
-	for _, e := range b.Edges() {
+	b.ejectMu.Lock()
+	defer b.ejectMu.Unlock()
+	for _, e := range list {
 		o := &e.outcomes
 		if rotate {
 			o.rotate()
 		}
 		until := o.ejectedUntil.Load()
-		b.ejectMu.Lock()
 		switch {
 		case until != 0 && now >= until:
 			o.ejectedUntil.Store(0)
@@ -159,7 +160,6 @@ func (b *Board) updateOutcomes(now int64, rotate bool) {
 		if answers, errors := o.recent(); rotate && o.capped && !rule.Ejects(answers, errors) {
 			o.capped = false
 		}
-		b.ejectMu.Unlock()
 	}
 }
 

@@ -114,12 +114,12 @@ func TestEjectionGrowsAndDecays(t *testing.T) {
 		if got := time.Duration(until - b.clock()); got < want-time.Second || got > want {
 			t.Errorf("ejection %d lasts %s, want %s", k+1, got, want)
 		}
-		b.updateOutcomes(until-1, false)
+		b.updateOutcomes(b.Edges(), until-1, false)
 		if o.ejectedUntil.Load() == 0 {
 			t.Fatalf("ejection %d ended early", k+1)
 		}
 		returned = until
-		b.updateOutcomes(returned, false)
+		b.updateOutcomes(b.Edges(), returned, false)
 		if o.ejectedUntil.Load() != 0 {
 			t.Fatalf("ejection %d did not end", k+1)
 		}
@@ -132,7 +132,7 @@ func TestEjectionGrowsAndDecays(t *testing.T) {
 	}
 	for want := 2; want >= 0; want-- {
 		returned += int64(10 * time.Second)
-		b.updateOutcomes(returned, false)
+		b.updateOutcomes(b.Edges(), returned, false)
 		if got := streak(); got != want {
 			t.Errorf("after a clean base time, the count is %d, want %d", got, want)
 		}
@@ -199,7 +199,7 @@ func TestSlowStartRamps(t *testing.T) {
 			t.Fatal("not ejected")
 		}
 		waitUntil(t, "the ejected upstream noted", func() bool { return !e.outcomes.avail.Load() })
-		b.updateOutcomes(e.outcomes.ejectedUntil.Load(), false)
+		b.updateOutcomes(b.Edges(), e.outcomes.ejectedUntil.Load(), false)
 		waitUntil(t, "the returning upstream ramping", func() bool { return ramp(dialOf(2)) < 1 })
 	})
 	t.Run("slow start off", func(t *testing.T) {

@@ -6,19 +6,19 @@ import (
 	"github.com/edgetier/edgetier/internal/rank"
 )
 
-// trackRamps notes, each tick, which upstreams are available, and starts
-// the slow start of one that becomes available while another has been
-// available since before it went (or, new, was first tracked): a new edge
+// trackRamps notes, each tick, which upstreams of list (the board's) are
+// available, and starts the slow start of one that becomes available while
+// another has been available since before it went (or, new, was first
+// tracked): a new edge
 // joining a serving pool, or one back after being down, ejected, stale,
 // draining or in maintenance. Upstreams that become available together
 // (the pool starting, or coming back after every edge was down) do not
 // ramp: there is no one else to carry their share, as with HAProxy, whose
 // slowstart does not apply at startup.
-func (b *Board) trackRamps(now int64) {
+func (b *Board) trackRamps(list []*Edge, now int64) {
 	cfg := b.cfg.Load()
 	window := int64(cfg.SlowStart)
 	stale := int64(cfg.Scoring.StaleAfter)
-	list := b.Edges()
 	for _, e := range list {
 		o := &e.outcomes
 		avail := e.availableAt(now, stale)

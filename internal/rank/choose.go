@@ -28,20 +28,19 @@ package rank
 // with the fewest requests in flight, without storing the others.
 type Least struct {
 	least int
-	ties  uint32
-	pair  [2]int32
 	// the lone candidate (Plan.Lone), kept aside
-	lone     int
-	loneSeen bool
+	lone int
 	// the best score offered (ModeSingle)
-	best      int32
 	bestScore float64
+	rng       Rand
+	ties      uint32
+	pair      [2]int32
+	best      int32
 	// a ramping candidate passed over (the least busy of them, ties by
 	// chance), for when nothing else is offered
-	spare                    int32
-	spareInflight, spareSeen int
-	loneSkipped              bool
-	rng                      Rand
+	spare, spareInflight  int32
+	spareSeen             uint32
+	loneSeen, loneSkipped bool
 }
 
 // Offer offers candidate k of pl (c = &pl.Candidates[k]), with inflight of
@@ -67,7 +66,7 @@ func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 	if c.Probation && inflight > 0 {
 		return
 	}
-	if c.ramp != 0 && l.rng.Below(rampScale) >= c.ramp {
+	if c.ramp != 0 && l.rng.Below(rampScale) >= uint32(c.ramp) {
 		l.keepSpare(k, inflight)
 		l.loneSkipped = l.loneSkipped || c.lone
 		return
@@ -89,12 +88,12 @@ func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 // keepSpare keeps a ramping candidate passed over: the least busy of
 // them, ties by chance.
 func (l *Least) keepSpare(k, inflight int) {
-	switch {
-	case l.spareSeen == 0 || inflight < l.spareInflight:
-		l.spare, l.spareInflight, l.spareSeen = int32(k), inflight, 1
-	case inflight == l.spareInflight:
+	switch n := int32(inflight); {
+	case l.spareSeen == 0 || n < l.spareInflight:
+		l.spare, l.spareInflight, l.spareSeen = int32(k), n, 1
+	case n == l.spareInflight:
 		l.spareSeen++
-		if l.rng.Below(uint32(l.spareSeen)) == 0 {
+		if l.rng.Below(l.spareSeen) == 0 {
 			l.spare = int32(k)
 		}
 	}
@@ -109,7 +108,7 @@ func (l *Least) useSpare(pl *Plan) {
 	}
 	// The lone candidate decides only if it was offered.
 	l.loneSkipped = l.loneSkipped || !l.loneSeen
-	l.Start(int(l.spare), l.spareInflight)
+	l.Start(int(l.spare), int(l.spareInflight))
 }
 
 // Special reports whether candidate c needs Offer (probation, the lone

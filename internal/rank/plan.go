@@ -97,7 +97,7 @@ type Candidate struct {
 	special, lone, single bool
 	// ramp is the odds, of rampScale, that it is offered while it ramps up
 	// (slow start); 0: always.
-	ramp uint32
+	ramp uint16
 	// tier is its tier with none of the proxy's requests in flight, kept
 	// up to sameTierUpTo of them: Choose need not judge it then.
 	tier         Tier

@@ -34,9 +34,9 @@ func Ramp(since, now, window int64) float64 {
 // its share is f of its fair share (1/n), it is offered with odds f/n. At
 // the end of the ramp (f = 1) it is offered always, and by then its
 // requests in flight are about the others'.
-func rampOdds(f float64, n int) uint32 {
+func rampOdds(f float64, n int) uint16 {
 	if f >= 1 {
 		return 0
 	}
-	return max(uint32(f/float64(max(n, 1))*rampScale), 1)
+	return uint16(min(max(f/float64(max(n, 1))*rampScale, 1), rampScale-1))
 }
