@@ -25,31 +25,44 @@ func withVars(method string) *http.Request {
 }
 
 // TestRetryLeavesOutFailedEdges: a retry does not go back to an edge that
-// failed the request while another can serve; when every edge failed it,
-// one of them serves rather than none.
+// failed the request while another can serve, even the lone best edge of
+// the plan; when every edge failed it, one of them serves rather than none.
 func TestRetryLeavesOutFailedEdges(t *testing.T) {
-	p, dials, r := newTestPolicy(t, 3)
-	pool := plainPool(dials)
-	trust(t, p, pool, r)
-	req := withVars(http.MethodGet)
-	noteFailure(req, pool[0].Dial, time.Now())
-	for k := 0; k < 300; k++ {
-		if u := p.Select(pool, req, nil); u == pool[0] || u == nil {
-			t.Fatalf("retry chose %v, want an edge that did not fail the request", u)
-		}
-	}
-	noteFailure(req, pool[1].Dial, time.Now())
-	for k := 0; k < 300; k++ {
-		if u := p.Select(pool, req, nil); u != pool[2] {
-			t.Fatalf("retry chose %v, want the one edge that did not fail the request", u)
-		}
-	}
-	noteFailure(req, pool[2].Dial, time.Now())
-	if u := p.Select(pool, req, nil); u == nil {
-		t.Fatal("every edge failed the request once: want one of them, got none")
-	}
-	if u := p.Select(pool, withVars(http.MethodGet), nil); u == nil {
-		t.Fatal("another request: no upstream")
+	for _, tt := range []struct {
+		name  string
+		loads []int64
+	}{
+		{"equal edges", []int64{10, 10, 10}},
+		{"the failed edge is the lone best", []int64{5, 35, 40}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, dials, r := newTestPolicy(t, 3)
+			pool := plainPool(dials)
+			for i, load := range tt.loads {
+				r.load[pool[i].Dial].Store(load)
+			}
+			trust(t, p, pool, r)
+			req := withVars(http.MethodGet)
+			noteFailure(req, pool[0].Dial, time.Now())
+			for k := 0; k < 300; k++ {
+				if u := p.Select(pool, req, nil); u == pool[0] || u == nil {
+					t.Fatalf("retry chose %v, want an edge that did not fail the request", u)
+				}
+			}
+			noteFailure(req, pool[1].Dial, time.Now())
+			for k := 0; k < 300; k++ {
+				if u := p.Select(pool, req, nil); u != pool[2] {
+					t.Fatalf("retry chose %v, want the one edge that did not fail the request", u)
+				}
+			}
+			noteFailure(req, pool[2].Dial, time.Now())
+			if u := p.Select(pool, req, nil); u == nil {
+				t.Fatal("every edge failed the request once: want one of them, got none")
+			}
+			if u := p.Select(pool, withVars(http.MethodGet), nil); u == nil {
+				t.Fatal("another request: no upstream")
+			}
+		})
 	}
 }
 

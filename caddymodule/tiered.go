@@ -333,16 +333,22 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		var l rank.Least
 		for k := range pl.Candidates {
 			c := &pl.Candidates[k]
-			if u := pool[c.Index]; u.Available() && !failed.failedBy(u.Dial) {
-				// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
-				switch n := u.NumRequests(); {
-				case c.Special():
-					l.Offer(pl, c, k, n)
-				case l.Empty() || n < l.Least():
-					l.Start(k, n)
-				case n == l.Least():
-					l.Tie(k)
-				}
+			u := pool[c.Index]
+			switch {
+			case !u.Available():
+				continue
+			case failed.failedBy(u.Dial):
+				l.Pass(c) // it failed this request: another serves
+				continue
+			}
+			// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
+			switch n := u.NumRequests(); {
+			case c.Special():
+				l.Offer(pl, c, k, n)
+			case l.Empty() || n < l.Least():
+				l.Start(k, n)
+			case n == l.Least():
+				l.Tie(k)
 			}
 		}
 		k, kind, ok := pl.Decide(&l)
@@ -350,7 +356,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 			// The pool changed under both plans (in-flight counts and
 			// health move with every request): nil would cost the viewer
 			// a try, so the least busy available upstream serves.
-			return leastBusy(pool)
+			return leastBusy(pool, failed)
 		}
 		if ok || attempt == 1 {
 			if k < 0 {
@@ -365,12 +371,18 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 }
 
 // leastBusy is the available upstream with the fewest requests in flight,
-// nil when none is available.
-func leastBusy(pool reverseproxy.UpstreamPool) *reverseproxy.Upstream {
+// one that did not fail the request if there is one; nil when none is
+// available.
+func leastBusy(pool reverseproxy.UpstreamPool, failed *tries) *reverseproxy.Upstream {
 	var best *reverseproxy.Upstream
+	bestFailed := false
 	for _, u := range pool {
-		if u.Available() && (best == nil || u.NumRequests() < best.NumRequests()) {
-			best = u
+		if !u.Available() {
+			continue
+		}
+		f := failed.failedBy(u.Dial)
+		if best == nil || (bestFailed && !f) || (bestFailed == f && u.NumRequests() < best.NumRequests()) {
+			best, bestFailed = u, f
 		}
 	}
 	return best

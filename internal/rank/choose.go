@@ -111,6 +111,13 @@ func (l *Least) useSpare(pl *Plan) {
 	l.Start(int(l.spare), int(l.spareInflight))
 }
 
+// Pass tells l that candidate c, available, is passed over for this
+// request (a retry leaves out the edges that failed it): if it is the lone
+// candidate, the others decide.
+func (l *Least) Pass(c *Candidate) {
+	l.loneSkipped = l.loneSkipped || c.lone
+}
+
 // Special reports whether candidate c needs Offer (probation, the lone
 // candidate, choices 1) rather than Start or Tie.
 func (c *Candidate) Special() bool { return c.special }
