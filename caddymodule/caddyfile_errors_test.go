@@ -75,6 +75,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"upstream address", inPolicy("upstream nowhere {\n}"), `upstream: "nowhere" is not a host:port address, at Caddyfile:4`},
 		{"upstream option", inPolicy("upstream 127.0.0.1:9001 {\ncolour red\n}"), "upstream 127.0.0.1:9001: unrecognized option 'colour', at Caddyfile:5"},
 		{"upstream twice", inPolicy("upstream 127.0.0.1:9001\nupstream 127.0.0.1:9001"), "upstream 127.0.0.1:9001 given twice, at Caddyfile:5"},
+		{"eject_errors above 100", inPolicy("eject_errors 150%"), `eject_errors: "150%" is not a percentage between 0 and 100, at Caddyfile:4`},
+		{"eject_errors zero", inPolicy("eject_errors 0"), `eject_errors: "0" turns ejection off: write off, at Caddyfile:4`},
+		{"eject_errors word", inPolicy("eject_errors many"), `eject_errors: "many" is not a number, at Caddyfile:4`},
+		{"max_ejected negative", inPolicy("max_ejected -5"), `max_ejected: "-5" is not a percentage between 0 and 100, at Caddyfile:4`},
+		{"eject_min_answers zero", inPolicy("eject_min_answers 0"), `eject_min_answers: "0" is not a number of answers between 1 and 10000, at Caddyfile:4`},
+		{"eject_time not a duration", inPolicy("eject_time long"), `eject_time: "long" is not a positive duration, at Caddyfile:4`},
+		{"eject_max_time below eject_time", inPolicy("eject_time 1m\neject_max_time 30s"), "eject_max_time: 30s is shorter than eject_time 1m0s, at Caddyfile:5"},
+		{"eject_max_time below the default eject_time", inPolicy("eject_max_time 10s"), "eject_max_time: 10s is shorter than eject_time 30s, at Caddyfile:4"},
+		{"slow_start negative", inPolicy("slow_start -10s"), `slow_start: "-10s" is not a positive duration, at Caddyfile:4`},
+		{"slow_start too long", inPolicy("slow_start 2h"), "slow_start: 2h0m0s is longer than the maximum of 1h0m0s, at Caddyfile:4"},
+		{"slow_start repeated", inPolicy("slow_start 10s\nslow_start off"), "option 'slow_start' given twice, at Caddyfile:5"},
 		{"policy argument", ":8080 {\n\treverse_proxy 127.0.0.1:9001 {\n\t\tlb_policy tiered fast\n\t}\n}\n", "wrong argument count or unexpected line ending after 'fast', at Caddyfile:3"},
 
 		{"agent scope", inAgent("scope galaxy"), `edge_agent: scope: unknown scope "galaxy" (want auto, host, cgroup or process), at Caddyfile:3`},
@@ -135,6 +146,13 @@ func TestCaddyfileNonFinite(t *testing.T) {
 		{inPolicy("interval Xs"), "interval"},
 		{inPolicy("timeout Xms"), "timeout"},
 		{inPolicy("stale_after Xd"), "stale_after"},
+		{inPolicy("eject_errors X"), "eject_errors"},
+		{inPolicy("eject_errors X%"), "eject_errors"},
+		{inPolicy("max_ejected X"), "max_ejected"},
+		{inPolicy("eject_min_answers X"), "eject_min_answers"},
+		{inPolicy("eject_time Xs"), "eject_time"},
+		{inPolicy("eject_max_time Xs"), "eject_max_time"},
+		{inPolicy("slow_start Xs"), "slow_start"},
 		{inAgent("capacity {\nstreams X\n}"), "capacity streams"},
 		{inAgent("capacity {\nrequests X\n}"), "capacity requests"},
 		{inAgent("capacity {\nlink_bandwidth X\n}"), "capacity link_bandwidth"},
@@ -237,6 +255,11 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("calibrate off\ncapacity {\nrequests 1e3\n}")
 	f.Add("weights 0.3 0.25 0.2 0.15 Inf")
 	f.Add("tiers -Inf 50 75")
+	f.Add("eject_errors 50%\neject_min_answers 5\neject_time 30s\neject_max_time 5m\nmax_ejected 50%\nslow_start 10s")
+	f.Add("eject_errors off\nslow_start off")
+	f.Add("eject_time 10m")
+	f.Add("eject_max_time 1s")
+	f.Add("max_ejected 100\neject_errors 0.5")
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
 			cfg := inPolicy(opts)

@@ -60,6 +60,8 @@ type ResumeTransport struct {
 
 	board  *board.Board
 	logger *zap.Logger
+
+	handler *reverseproxy.Handler // the parent, for its retries (retry.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -101,6 +103,7 @@ func (t *ResumeTransport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("edgetier transport: %w", err)
 	}
 	t.board = b
+	t.handler = handlerOf(ctx.Modules())
 	inspectWhenRunning(ctx, t)
 	return nil
 }
@@ -133,10 +136,10 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if hasDial {
 		dial = di.Address
 	}
+	resp, err = t.answered(req, dial, resp, err, start, inflight)
 	if err != nil {
 		return resp, err
 	}
-	t.board.ObserveLatency(dial, time.Since(start), inflight)
 	if counted {
 		inflight = di.Upstream.NumRequests() // as the response arrived
 	}

@@ -67,6 +67,25 @@ type TieredSelection struct {
 	// or 1 (always the single best; herds on stale reports, kept for
 	// comparison).
 	Choices int `json:"choices,omitempty"`
+	// EjectErrors is the share of errors, in percent, among an upstream's
+	// answers of the last 5-10 s (status 500 and above, transport errors;
+	// seen by the edgetier transport) at which the policy ejects it
+	// (default 50); 0 turns ejection off.
+	EjectErrors *float64 `json:"eject_errors,omitempty"`
+	// EjectMinAnswers is how many recent answers an upstream needs before
+	// its errors are judged (default 5).
+	EjectMinAnswers int `json:"eject_min_answers,omitempty"`
+	// EjectTime is the first ejection's length; each further one lasts
+	// this times the number of ejections (less one for every EjectTime in
+	// the pool without one), up to EjectMaxTime (defaults 30s and 5m).
+	EjectTime    caddy.Duration `json:"eject_time,omitempty"`
+	EjectMaxTime caddy.Duration `json:"eject_max_time,omitempty"`
+	// MaxEjected is the share of the pool, in percent, that may be ejected
+	// at once (default 50); past it, every upstream is a candidate again.
+	MaxEjected *float64 `json:"max_ejected,omitempty"`
+	// SlowStart is how long a new or returning upstream ramps up, from
+	// 10 % of its share to all of it (default 0: off).
+	SlowStart caddy.Duration `json:"slow_start,omitempty"`
 
 	board       *board.Board
 	unsubscribe func()
@@ -157,7 +176,15 @@ func (p *TieredSelection) boardConfig() *board.Config {
 			Warmup:     p.Warmup,
 			StaleAfter: time.Duration(p.StaleAfter),
 		},
-		Single:    p.Choices == 1,
+		Single: p.Choices == 1,
+		Ejection: rank.Ejection{
+			ErrorRatio: *p.EjectErrors / 100,
+			MinAnswers: p.EjectMinAnswers,
+			BaseTime:   time.Duration(p.EjectTime),
+			MaxTime:    time.Duration(p.EjectMaxTime),
+			MaxEjected: *p.MaxEjected / 100,
+		},
+		SlowStart: time.Duration(p.SlowStart),
 		Upstreams: make(map[string]board.UpstreamConfig, len(p.Upstreams)),
 	}
 	for dial, u := range p.Upstreams {
@@ -198,6 +225,24 @@ func (p *TieredSelection) setDefaults() {
 	if p.Choices == 0 {
 		p.Choices = 2
 	}
+	def := rank.DefaultEjection
+	if p.EjectErrors == nil {
+		v := 100 * def.ErrorRatio
+		p.EjectErrors = &v
+	}
+	if p.EjectMinAnswers == 0 {
+		p.EjectMinAnswers = def.MinAnswers
+	}
+	if p.EjectTime == 0 {
+		p.EjectTime = caddy.Duration(def.BaseTime)
+	}
+	if p.EjectMaxTime == 0 {
+		p.EjectMaxTime = caddy.Duration(max(def.MaxTime, time.Duration(p.EjectTime)))
+	}
+	if p.MaxEjected == nil {
+		v := 100 * def.MaxEjected
+		p.MaxEjected = &v
+	}
 }
 
 // Validate checks the settings (after Provision's defaults).
@@ -223,6 +268,18 @@ func (p *TieredSelection) Validate() error {
 		return fmt.Errorf("tiered: hysteresis: %g is not between 0 and 50", *p.Hysteresis)
 	case p.Choices != 1 && p.Choices != 2:
 		return fmt.Errorf("tiered: choices: %d is not 1 or 2", p.Choices)
+	case p.EjectErrors != nil && !(*p.EjectErrors >= 0 && *p.EjectErrors <= 100):
+		return fmt.Errorf("tiered: eject_errors: %g is not a percentage between 0 and 100", *p.EjectErrors)
+	case p.EjectMinAnswers < 1 || p.EjectMinAnswers > maxEjectMinAnswers:
+		return fmt.Errorf("tiered: eject_min_answers: %d is not between 1 and %d", p.EjectMinAnswers, maxEjectMinAnswers)
+	case p.EjectTime <= 0:
+		return fmt.Errorf("tiered: eject_time: %s is not positive", time.Duration(p.EjectTime))
+	case p.EjectMaxTime < p.EjectTime:
+		return fmt.Errorf("tiered: eject_max_time: %s is shorter than eject_time %s", time.Duration(p.EjectMaxTime), time.Duration(p.EjectTime))
+	case p.MaxEjected != nil && !(*p.MaxEjected >= 0 && *p.MaxEjected <= 100):
+		return fmt.Errorf("tiered: max_ejected: %g is not a percentage between 0 and 100", *p.MaxEjected)
+	case p.SlowStart < 0 || p.SlowStart > caddy.Duration(maxSlowStart):
+		return fmt.Errorf("tiered: slow_start: %s is not between 0 and %s", time.Duration(p.SlowStart), maxSlowStart)
 	}
 	if err := board.ValidateReportURL(p.ReportURL, "127.0.0.1:1"); err != nil {
 		return fmt.Errorf("tiered: report_url: %w", err)
@@ -258,10 +315,16 @@ type poolCache struct {
 // fits what the proxy sees (see Decide), it plans again at once and
 // decides from that. No locks; no allocations for a static pool. It is
 // board.Pool.Choose over Caddy's own upstream type: a call through an
-// interface per candidate would cost more than the rest of a choice.
-func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+// interface per candidate would cost more than the rest of a choice. A
+// retry leaves out the edges that failed the request's earlier tries
+// (retry.go) while another can serve.
+func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	if len(pool) == 0 {
 		return nil
+	}
+	var failed *tries
+	if r != nil {
+		failed = requestTries(r)
 	}
 	var bp *board.Pool
 	var pl *rank.Plan
@@ -278,17 +341,23 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 		var l rank.Least
 		for k := range pl.Candidates {
 			c := &pl.Candidates[k]
-			if u := pool[c.Index]; u.Available() {
-				// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
-				inflight := u.NumRequests()
-				switch n := c.Load(inflight); {
-				case c.Special():
-					l.Offer(pl, c, k, inflight)
-				case l.Empty() || n < l.Least():
-					l.Start(k, n)
-				case n == l.Least():
-					l.Tie(k)
-				}
+			u := pool[c.Index]
+			switch {
+			case !u.Available():
+				continue
+			case failed.failedBy(u.Dial):
+				l.Pass(c) // it failed this request: another serves
+				continue
+			}
+			// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
+			inflight := u.NumRequests()
+			switch n := c.Load(inflight); {
+			case c.Special():
+				l.Offer(pl, c, k, inflight)
+			case l.Empty() || n < l.Least():
+				l.Start(k, n)
+			case n == l.Least():
+				l.Tie(k)
 			}
 		}
 		k, kind, ok := pl.Decide(&l)
@@ -296,7 +365,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 			// The pool changed under both plans (in-flight counts and
 			// health move with every request): nil would cost the viewer
 			// a try, so the least busy available upstream serves.
-			return leastBusy(pool)
+			return leastBusy(pool, failed)
 		}
 		if ok || attempt == 1 {
 			if k < 0 {
@@ -311,12 +380,18 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request
 }
 
 // leastBusy is the available upstream with the fewest requests in flight,
-// nil when none is available.
-func leastBusy(pool reverseproxy.UpstreamPool) *reverseproxy.Upstream {
+// one that did not fail the request if there is one; nil when none is
+// available.
+func leastBusy(pool reverseproxy.UpstreamPool, failed *tries) *reverseproxy.Upstream {
 	var best *reverseproxy.Upstream
+	bestFailed := false
 	for _, u := range pool {
-		if u.Available() && (best == nil || u.NumRequests() < best.NumRequests()) {
-			best = u
+		if !u.Available() {
+			continue
+		}
+		f := failed.failedBy(u.Dial)
+		if best == nil || (bestFailed && !f) || (bestFailed == f && u.NumRequests() < best.NumRequests()) {
+			best, bestFailed = u, f
 		}
 	}
 	return best

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"cmp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,6 +29,12 @@ import (
 //	    hysteresis   <points>
 //	    choices      1|2
 //	    calibrate    on|off
+//	    eject_errors      <percent>|off
+//	    eject_min_answers <answers>
+//	    eject_time        <duration>
+//	    eject_max_time    <duration>
+//	    max_ejected       <percent>
+//	    slow_start        <duration>|off
 //	    capacity {
 //	        streams       <n>
 //	        requests      <per second>
@@ -48,7 +55,7 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	// Where the options checked against each other once the block is read
 	// were given, so their errors name the line.
-	var intervalAt, timeoutAt, staleAt, forgetAt func(string, ...any) error
+	var intervalAt, timeoutAt, staleAt, forgetAt, ejectTimeAt, ejectMaxAt func(string, ...any) error
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if opt != "upstream" && seen[opt] {
@@ -160,6 +167,61 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("%s: calibrate: %q is not on or off", dir, val)
 			}
+		case "eject_errors", "max_ejected":
+			val, err := singleArg(d, dir)
+			if err != nil {
+				return err
+			}
+			pct := 0.0
+			if val != "off" || opt != "eject_errors" {
+				if pct, err = parsePercent(d, dir, opt, val); err != nil {
+					return err
+				}
+				if opt == "eject_errors" && pct == 0 {
+					return d.Errf("%s: eject_errors: %q turns ejection off: write off", dir, val)
+				}
+			}
+			if opt == "eject_errors" {
+				p.EjectErrors = &pct
+			} else {
+				p.MaxEjected = &pct
+			}
+		case "eject_min_answers":
+			val, err := singleArg(d, dir)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > maxEjectMinAnswers {
+				return d.Errf("%s: eject_min_answers: %q is not a number of answers between 1 and %d", dir, val, maxEjectMinAnswers)
+			}
+			p.EjectMinAnswers = n
+		case "eject_time", "eject_max_time", "slow_start":
+			val, err := singleArg(d, dir)
+			if err != nil {
+				return err
+			}
+			if opt == "slow_start" && val == "off" {
+				p.SlowStart = 0
+				break
+			}
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: %s: %q is not a positive duration", dir, opt, val)
+			}
+			switch opt {
+			case "eject_time":
+				p.EjectTime = caddy.Duration(dur)
+				ejectTimeAt = errLater(d)
+			case "eject_max_time":
+				p.EjectMaxTime = caddy.Duration(dur)
+				ejectMaxAt = errLater(d)
+			case "slow_start":
+				if dur > maxSlowStart {
+					return d.Errf("%s: slow_start: %s is longer than the maximum of %s", dir, dur, maxSlowStart)
+				}
+				p.SlowStart = caddy.Duration(dur)
+			}
 		case "capacity":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -180,11 +242,50 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: unrecognized option '%s'", dir, opt)
 		}
 	}
-	return p.checkDurations(dir, intervalAt, timeoutAt, staleAt, forgetAt)
+	if err := p.checkDurations(dir, intervalAt, timeoutAt, staleAt, forgetAt); err != nil {
+		return err
+	}
+	return p.checkEjectTimes(dir, ejectTimeAt, ejectMaxAt)
 }
 
 // minPollInterval is the shortest poll interval the policy takes.
 const minPollInterval = 10 * time.Millisecond
+
+// The bounds of the ejection and slow start options.
+const (
+	maxEjectMinAnswers = 10000
+	maxSlowStart       = time.Hour
+)
+
+// checkEjectTimes checks that eject_max_time is not shorter than
+// eject_time (with Provision's defaults for the one not given), naming
+// the line of the one given last of the two.
+func (p *TieredSelection) checkEjectTimes(dir string, baseAt, maxAt func(string, ...any) error) error {
+	base := cmp.Or(time.Duration(p.EjectTime), rank.DefaultEjection.BaseTime)
+	errf := maxAt
+	if errf == nil {
+		errf = baseAt
+	}
+	if errf == nil || p.EjectMaxTime == 0 {
+		return nil // the default maximum follows a longer eject_time
+	}
+	if limit := time.Duration(p.EjectMaxTime); limit < base {
+		return errf("%s: eject_max_time: %s is shorter than eject_time %s", dir, limit, base)
+	}
+	return nil
+}
+
+// parsePercent parses a percentage, 0 to 100, with or without a % sign.
+func parsePercent(d *caddyfile.Dispenser, dir, opt, val string) (float64, error) {
+	f, err := parseFinite(d, dir, opt, strings.TrimSuffix(val, "%"))
+	if err != nil {
+		return 0, err
+	}
+	if f < 0 || f > 100 {
+		return 0, d.Errf("%s: %s: %q is not a percentage between 0 and 100", dir, opt, val)
+	}
+	return f, nil
+}
 
 // checkDurations makes the checks of Validate that relate the durations
 // to each other (with Provision's defaults for those not given), naming

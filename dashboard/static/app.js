@@ -134,6 +134,7 @@ function edgeRow(e) {
   tr.dataset.upstream = e.upstream;
   if (e.stale) tr.classList.add('stale');
   if (e.health === 'down') tr.classList.add('down');
+  if (e.ejected) tr.classList.add('ejected');
 
   const name = cell(tr);
   name.appendChild(el('span', 'edge-name', e.edge || '(no report)'));
@@ -168,7 +169,13 @@ function edgeRow(e) {
   cell(tr, 'num', `${fmt(e.response_time_seconds * 1000)} ms`);
   cell(tr, 'num', fmt(e.throughput_mbps));
   cell(tr).appendChild(el('span', `badge s-${e.state || 'none'}`, e.state || '–'));
-  cell(tr).appendChild(el('span', `badge h-${e.health}`, e.health));
+  const health = cell(tr);
+  health.appendChild(el('span', `badge h-${e.health}`, e.health));
+  // Ejected for its errors: for how much longer; its recent error ratio.
+  if (e.ejected) health.appendChild(el('span', 'eject-mark', `${fmt(e.ejected_seconds, 0)} s`));
+  if (e.error_ratio > 0) health.appendChild(el('span', 'error-mark', `${fmt(e.error_ratio * 100, 0)} % err`));
+  // Slow start: a new or returning edge ramps up to its full share.
+  if (e.ramp != null && e.ramp < 1) health.appendChild(el('span', 'ramp-mark', `ramp ${fmt(e.ramp * 100, 0)} %`));
   const age = cell(tr, 'num', e.report_age_seconds == null ? '–' : `${fmt(e.report_age_seconds)} s`);
   if (e.stale && e.report_age_seconds != null) age.appendChild(el('span', 'stale-mark', 'STALE'));
   cell(tr, 'num', `${fmt(e.share * 100, 0)} %`);

@@ -31,7 +31,13 @@ type Config struct {
 	Token       string
 	Scoring     rank.Scoring
 	// Single: always the single best (choices 1).
-	Single    bool
+	Single bool
+	// Ejection is when an upstream answering errors is taken out, and for
+	// how long (outcomes.go).
+	Ejection rank.Ejection
+	// SlowStart is how long a new or returning upstream ramps up to its
+	// full share (slowstart.go); 0: off.
+	SlowStart time.Duration
 	Upstreams map[string]UpstreamConfig // by dial address
 }
 
@@ -51,6 +57,7 @@ func DefaultConfig() *Config {
 			Weights: rank.DefaultWeights, Thresholds: rank.DefaultThresholds, Hysteresis: 5,
 			Capacity: rank.DefaultCapacity, Warmup: 2, StaleAfter: 3 * time.Second,
 		},
+		Ejection: rank.DefaultEjection,
 	}
 }
 
@@ -88,6 +95,10 @@ type Board struct {
 
 	subsMu sync.Mutex
 	subs   map[*func()]struct{}
+
+	// ejectMu serialises ejections and returns, so that no more of the
+	// pool is ejected than it allows.
+	ejectMu sync.Mutex
 
 	events    eventLog
 	resumes   [numOutcomes]atomic.Uint64
@@ -273,7 +284,11 @@ func (b *Board) janitor() {
 			}
 			b.updateAverage(t.UnixNano())
 			ticks++
-			b.judgeLatencies(ticks%int(latencyWindow/tick) == 0)
+			rotate := ticks%int(latencyWindow/tick) == 0
+			b.judgeLatencies(rotate)
+			list := b.Edges()
+			b.updateOutcomes(list, t.UnixNano(), rotate)
+			b.trackRamps(list, t.UnixNano())
 			b.changed(t.UnixNano())
 		}
 	}
@@ -337,6 +352,8 @@ func (b *Board) judge(now int64) *rank.Judge {
 		Thresholds: s.Thresholds,
 		Hysteresis: s.Hysteresis,
 		Single:     cfg.Single,
+		MaxEjected: cfg.Ejection.MaxEjected,
+		SlowStart:  int64(cfg.SlowStart),
 	}
 }
 

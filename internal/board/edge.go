@@ -32,6 +32,7 @@ type Edge struct {
 	// latency probe that needs neither viewers nor the transport, so the
 	// policy alone sees a starved edge, whose agent answers late too.
 	probe      latency
+	outcomes   outcomes
 	selections [rank.NumKinds]atomic.Uint64
 	errors     [numReasons]atomic.Uint64
 	polls      atomic.Uint64
@@ -53,6 +54,7 @@ func newEdge(b *Board, dial string, u Upstream, cfg *Config) (*Edge, error) {
 	e.loadHeaderReason.Store(int32(inBandGood))
 	e.upstream.Store(&u)
 	e.lastSeen.Store(b.clock())
+	e.outcomes.unavailSince = b.clock()
 	target, own, err := reportURL(cfg, dial)
 	if err != nil {
 		return e, err

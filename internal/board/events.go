@@ -12,7 +12,7 @@ type Event struct {
 	Seq      uint64    `json:"seq"`
 	Time     time.Time `json:"time"`
 	Upstream string    `json:"upstream"`
-	Kind     string    `json:"kind"` // tier, stale, down, up, state, slow, failure, resume
+	Kind     string    `json:"kind"` // tier, stale, down, up, state, slow, failure, resume, eject, return, ramp
 	Message  string    `json:"message"`
 }
 

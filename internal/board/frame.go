@@ -13,7 +13,7 @@ import (
 // FrameSchema is the version of the dashboard frame (JSON at /metrics and
 // each WebSocket message). Readers accept frames of the same major
 // version and ignore unknown fields.
-const FrameSchema = "1.0"
+const FrameSchema = "1.1"
 
 // framedEvents is how many of the latest events a frame carries: a
 // screenful, and a frame stays small at 1,000 clients a second.
@@ -53,7 +53,7 @@ type EdgeFigures struct {
 	// Edge is the name the agent gives itself: display it as text only.
 	Edge   string `json:"edge"`
 	State  string `json:"state"`  // ready, drain, maint ("" before a report)
-	Health string `json:"health"` // ok, warming, stale, unknown, down
+	Health string `json:"health"` // ok, warming, stale, unknown, down, ejected
 	// Tier is 1 to 4, 0 when the upstream has no trusted fresh report.
 	Tier                int                `json:"tier"`
 	Score               float64            `json:"score"`
@@ -75,6 +75,17 @@ type EdgeFigures struct {
 	// Share is this upstream's part of the balancer's selections in the
 	// last interval, 0 to 1.
 	Share float64 `json:"share"`
+	// Ejected: taken out for its errors (outlier detection) for
+	// EjectedSeconds more; Ejections counts every ejection.
+	Ejected        bool    `json:"ejected"`
+	EjectedSeconds float64 `json:"ejected_seconds"`
+	Ejections      uint64  `json:"ejections_total"`
+	// ErrorRatio is the share of errors (5xx, transport errors) among its
+	// recent answers, 0 to 1.
+	ErrorRatio float64 `json:"error_ratio"`
+	// Ramp is its slow-start factor: below 1 while a new or returning
+	// upstream ramps up to its full share.
+	Ramp float64 `json:"ramp"`
 }
 
 // FrameBuilder turns the board and the balancer's meter into frames,
@@ -144,6 +155,7 @@ func (f *FrameBuilder) Frame() []byte {
 		ef := EdgeFigures{
 			Upstream: st.Upstream, Edge: st.Edge, State: string(st.State), Tier: int(st.Tier), Score: st.Score,
 			Stale: st.Stale, InFlight: st.InFlight, Components: make(map[string]float64, rank.NumComponents),
+			Ejected: st.Ejected, EjectedSeconds: st.EjectedFor, Ejections: st.Ejections, ErrorRatio: st.ErrorRatio, Ramp: st.Ramp,
 		}
 		for i, name := range rank.ComponentNames {
 			ef.Components[name] = st.Components[i]
@@ -159,6 +171,8 @@ func (f *FrameBuilder) Frame() []byte {
 		switch {
 		case st.Down:
 			ef.Health = "down"
+		case st.Ejected:
+			ef.Health = "ejected"
 		case st.Report == nil:
 			ef.Health = "unknown"
 		case st.Stale:

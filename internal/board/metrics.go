@@ -17,6 +17,7 @@ type collector struct {
 	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
 	resumes, capacity, loadHeaders                                          *prometheus.Desc
+	ejected, ejections, errorRatio, answers, ramp                           *prometheus.Desc
 }
 
 // Collector is the board's Prometheus collector.
@@ -47,13 +48,19 @@ func newCollector(b *Board) *collector {
 		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
 		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
+		ejected:        desc("upstream_ejected", "1 while the upstream is ejected for its errors (no viewers until its ejection ends).", "upstream"),
+		ejections:      desc("upstream_ejections_total", "Times the upstream was ejected for its errors.", "upstream"),
+		errorRatio:     desc("upstream_error_ratio", "Share of errors (status 500 and above, transport errors) among the upstream's answers of the last 5-10 s, 0 to 1 (edgetier transport only).", "upstream"),
+		answers:        desc("upstream_answers_total", "Answers the proxy had from the upstream, by outcome (ok; error: status 500 and above or a transport error before the first byte; edgetier transport only).", "upstream", "outcome"),
+		ramp:           desc("upstream_ramp_ratio", "Slow-start factor: below 1 while a new or returning upstream ramps up to its full share.", "upstream"),
 		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
 	}
 }
 
 func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders,
+		c.ejected, c.ejections, c.errorRatio, c.answers, c.ramp}
 }
 
 // Describe implements prometheus.Collector.
@@ -110,6 +117,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.latency, time.Duration(st.Latency.Base).Seconds())
 		}
 		gauge(c.slow, boolFloat(st.Slow))
+		gauge(c.ejected, boolFloat(st.Ejected))
+		counter(c.ejections, st.Ejections)
+		gauge(c.errorRatio, st.ErrorRatio)
+		counter(c.answers, st.Answers-st.Errors, "ok")
+		counter(c.answers, st.Errors, "error")
+		gauge(c.ramp, st.Ramp)
 	}
 }
 

@@ -62,6 +62,7 @@ func (p *Pool) Replan() *rank.Plan {
 			e.seen(now, u)
 			in[i].View = e.view.Load()
 			in[i].Slow, in[i].Probation = e.latency.slow.Load(), e.latency.probation.Load()
+			in[i].Ejected, in[i].RampSince = e.outcomes.ejectedUntil.Load() != 0, e.outcomes.rampSince.Load()
 		}
 	}
 	pl := rank.Build(in, j)

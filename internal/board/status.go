@@ -27,6 +27,15 @@ type Status struct {
 	Slow       bool
 	Latency    rank.Latency
 	Selections [rank.NumKinds]uint64
+	// Ejected: taken out for its errors, for EjectedFor more seconds.
+	Ejected    bool
+	EjectedFor float64
+	Ejections  uint64 // ever
+	// ErrorRatio is the share of errors among its recent answers, 0 to 1
+	// (0 without answers).
+	ErrorRatio      float64
+	Answers, Errors uint64  // ever
+	Ramp            float64 // its slow-start factor, rank.MinRamp to 1
 }
 
 // Status is the upstream's status at now.
@@ -36,6 +45,7 @@ func (e *Edge) Status(now time.Time) Status {
 	for k := range e.selections {
 		st.Selections[k] = e.selections[k].Load()
 	}
+	e.outcomeStatus(&st, now)
 	v := e.view.Load()
 	if v == nil {
 		return st

@@ -22,7 +22,10 @@ package rank
 //     then chance.
 //
 // A candidate on probation is offered only while none of the proxy's
-// requests is on it. Decide says when what it chose no longer fits the
+// requests is on it. A ramping candidate (slow start) is offered only with
+// its ramp's odds: passed over, it is kept aside, and chosen only when
+// nothing else was offered. Ejected upstreams are not candidates at all
+// (Build). Decide says when what it chose no longer fits the
 // plan (it climbed above the plan's tiers, or nothing offered could
 // serve): the caller plans again from what it sees now and decides again.
 
@@ -30,15 +33,19 @@ package rank
 // with the least load, without storing the others.
 type Least struct {
 	least int // load
-	ties  uint32
-	pair  [2]int32
 	// the lone candidate (Plan.Lone), kept aside
-	lone     int // in flight
-	loneSeen bool
+	lone int // in flight
 	// the best score offered (ModeSingle)
-	best      int32
 	bestScore float64
 	rng       Rand
+	ties      uint32
+	pair      [2]int32
+	best      int32
+	// a ramping candidate passed over (the least busy of them, ties by
+	// chance), for when nothing else is offered
+	spare, spareLoad      int32
+	spareSeen             uint32
+	loneSeen, loneSkipped bool
 }
 
 // Offer offers candidate k of pl (c = &pl.Candidates[k]), with inflight of
@@ -61,8 +68,15 @@ func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int) {
 }
 
 func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
+	if c.Probation && inflight > 0 {
+		return
+	}
+	if c.ramp != 0 && l.rng.Below(rampScale) >= uint32(c.ramp) {
+		l.keepSpare(k, c.Load(inflight))
+		l.loneSkipped = l.loneSkipped || c.lone
+		return
+	}
 	switch {
-	case c.Probation && inflight > 0:
 	case c.single:
 		if s, _ := c.judge(th, inflight); l.ties == 0 || s < l.bestScore {
 			l.best, l.bestScore, l.ties = int32(k), s, 1
@@ -74,6 +88,39 @@ func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
 	case c.Load(inflight) == l.least:
 		l.Tie(k)
 	}
+}
+
+// keepSpare keeps a ramping candidate passed over, with load: the least
+// loaded of them, ties by chance.
+func (l *Least) keepSpare(k, load int) {
+	switch n := int32(load); {
+	case l.spareSeen == 0 || n < l.spareLoad:
+		l.spare, l.spareLoad, l.spareSeen = int32(k), n, 1
+	case n == l.spareLoad:
+		l.spareSeen++
+		if l.rng.Below(l.spareSeen) == 0 {
+			l.spare = int32(k)
+		}
+	}
+}
+
+// useSpare offers the ramping candidate passed over as if it had been
+// offered: nothing else was.
+func (l *Least) useSpare(pl *Plan) {
+	if pl.Mode == ModeSingle {
+		l.best, l.ties = l.spare, 1
+		return
+	}
+	// The lone candidate decides only if it was offered.
+	l.loneSkipped = l.loneSkipped || !l.loneSeen
+	l.Start(int(l.spare), int(l.spareLoad))
+}
+
+// Pass tells l that candidate c, available, is passed over for this
+// request (a retry leaves out the edges that failed it): if it is the lone
+// candidate, the others decide.
+func (l *Least) Pass(c *Candidate) {
+	l.loneSkipped = l.loneSkipped || c.lone
 }
 
 // Special reports whether candidate c needs Offer (probation, the lone
@@ -120,6 +167,9 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 			return int(l.pair[0]), a.kind, true
 		}
 	}
+	if l.ties == 0 && l.spareSeen > 0 {
+		l.useSpare(pl)
+	}
 	cands := pl.Candidates
 	switch pl.Mode {
 	case ModeNone:
@@ -140,7 +190,7 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 		}
 		return k, cands[k].kind, true
 	}
-	if pl.Lone && l.rng.Below(uint32(len(cands))) < 2 {
+	if pl.Lone && !l.loneSkipped && l.rng.Below(uint32(len(cands))) < 2 {
 		if !l.loneSeen {
 			return -1, 0, false
 		}

@@ -22,6 +22,12 @@ type Input struct {
 	Slow bool
 	// Probation: it was slow and is tried again one request at a time.
 	Probation bool
+	// Ejected: its recent answers were mostly errors (Ejection); no
+	// viewers unless more of the pool is ejected than it allows.
+	Ejected bool
+	// RampSince is when the board saw it become available again (unix
+	// nanoseconds), for slow start; 0: not ramping.
+	RampSince int64
 }
 
 // Judge is what the board knows beside the upstreams' views, loaded once
@@ -40,6 +46,12 @@ type Judge struct {
 	// Single: always the single best (choices 1), for comparison with the
 	// original algorithm; it herds on stale reports.
 	Single bool
+	// MaxEjected is the share of the pool, 0 to 1, that may be ejected at
+	// once (Ejection.MaxEjected).
+	MaxEjected float64
+	// SlowStart is the ramp of a new or returning upstream, nanoseconds;
+	// 0: off.
+	SlowStart int64
 }
 
 // Mode is how a plan's candidates are chosen from.
@@ -67,7 +79,10 @@ type Plan struct {
 	Hysteresis float64
 	// Lone: Candidates[0] is the single upstream of the lowest tier, the
 	// rest the next tier's, and its lead is still believed (LoneLead).
-	Lone       bool
+	Lone bool
+	// Panic: more of the pool is ejected than it allows, so the ejected
+	// are candidates too.
+	Panic      bool
 	Candidates []Candidate
 	th         Thresholds
 }
@@ -79,8 +94,11 @@ type Candidate struct {
 	Index     int // in the pool
 	Probation bool
 	// special: Offer must look closer: on probation, the lone candidate
-	// (lone), or a candidate of a plan of ModeSingle (single).
+	// (lone), a candidate of a plan of ModeSingle (single), or ramping.
 	special, lone, single bool
+	// ramp is the odds, of rampScale, that it is offered while it ramps up
+	// (slow start); 0: always.
+	ramp uint16
 	// tier is its tier with none of the proxy's requests in flight, kept
 	// up to sameTierUpTo of them: Choose need not judge it then.
 	tier         Tier
@@ -99,24 +117,32 @@ type Candidate struct {
 
 // Build plans the choice among a pool's upstreams.
 func Build(in []Input, j *Judge) *Plan {
-	pl := build(in, j, false)
+	withEjected := panics(in, j.MaxEjected)
+	pl := build(in, j, false, withEjected)
 	if pl.Mode == ModeNone && pl.Candidates != nil {
 		// Only clearly slower upstreams can serve: slow beats nothing.
-		pl = build(in, j, true)
+		pl = build(in, j, true, withEjected)
 	}
+	if pl.Mode == ModeNone && !withEjected && slices.ContainsFunc(in, func(u Input) bool { return u.Ejected && u.Available }) {
+		// Only ejected upstreams can serve: they serve (panic).
+		withEjected = true
+		pl = build(in, j, true, true)
+	}
+	pl.Panic = withEjected
 	return pl
 }
 
-// build plans without the slow upstreams unless withSlow; a ModeNone plan
-// with non-nil (empty) Candidates says slow ones were left out.
-func build(in []Input, j *Judge, withSlow bool) *Plan {
+// build plans without the slow upstreams unless withSlow, and without the
+// ejected ones unless withEjected; a ModeNone plan with non-nil (empty)
+// Candidates says slow ones were left out.
+func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	sc.reset()
 	fresh, slowSkipped := 0, false
 	for i := range in {
 		u := &in[i]
-		if !u.Available {
+		if !u.Available || (u.Ejected && !withEjected) {
 			continue
 		}
 		if (u.Slow || (u.Probation && u.InFlight > 0)) && !withSlow {
@@ -192,7 +218,8 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
-		c.special = c.Probation || c.single || c.lone
+		c.ramp = rampOdds(Ramp(in[c.Index].RampSince, j.Now, j.SlowStart), len(pl.Candidates))
+		c.special = c.Probation || c.single || c.lone || c.ramp != 0
 		c.cost = 1
 		if c.view != nil && c.view.EstimatedRequests > 0 && largest >= CostRatio*c.view.EstimatedRequests {
 			c.cost = int(math.Round(largest / c.view.EstimatedRequests))
