@@ -92,9 +92,29 @@ func TestStarvedEdgeScoresATierAbove(t *testing.T) {
 	for _, calibrate := range []bool{false, true} {
 		s.Fixed = !calibrate
 		starved, healthy := reports(100, 69, 27), reports(48, 700, 25)
+		if starved.EstimatedRequests != 0 && !calibrate {
+			t.Error("an estimate with calibrate off")
+		}
 		apart := starved.Tier > healthy.Tier
 		if calibrate != apart {
 			t.Errorf("calibrate %v: starved tier %d (score %.1f), healthy tier %d (score %.1f)", calibrate, starved.Tier, starved.Score, healthy.Tier, healthy.Score)
 		}
+	}
+}
+
+// TestHostScopeIsNotCalibrated: edges that report the whole machine's CPU
+// (scope host, which several edges may share) are normalised against the
+// advertised or default capacity: an estimate from a shared utilisation
+// would follow the traffic each edge is sent.
+func TestHostScopeIsNotCalibrated(t *testing.T) {
+	s := Scoring{Weights: DefaultWeights, Thresholds: DefaultThresholds, Hysteresis: 5, Capacity: DefaultCapacity, Warmup: 2, StaleAfter: 3e9}
+	rep := edgeagent.Report{Schema: edgeagent.SchemaVersion, Seq: 1, State: edgeagent.StateReady, Scope: edgeagent.ScopeHost, CPUPercent: 60, RequestsPerSecond: 30}
+	v := Accept(nil, rep, 1, 0, Capacity{}, &s)
+	if v.EstimatedRequests != 0 || v.Capacity.Requests != DefaultCapacity.Requests {
+		t.Fatalf("scope host: estimated %.1f, normalised against %.1f requests/s; want no estimate, %.0f", v.EstimatedRequests, v.Capacity.Requests, DefaultCapacity.Requests)
+	}
+	rep.Scope = edgeagent.ScopeCgroup
+	if v := Accept(nil, rep, 1, 0, Capacity{}, &s); v.EstimatedRequests != 50 {
+		t.Fatalf("scope cgroup: estimated %.1f requests/s, want 50", v.EstimatedRequests)
 	}
 }

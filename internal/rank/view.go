@@ -230,7 +230,10 @@ func calibrated(prev *View, rep *edgeagent.Report, now int64, capacity Capacity,
 		est, at = prev.Estimate, prev.EstimatedAt
 	}
 	bound := Advertised(rep).Merge(capacity).Merge(s.Bound)
-	if s.Fixed {
+	if s.Fixed || rep.Scope == edgeagent.ScopeHost {
+		// The utilisation of a whole machine, which other edges may share,
+		// says nothing of what this edge can take: an estimate would only
+		// follow the traffic sent to it.
 		return bound.Merge(s.Capacity), est, 0, at
 	}
 	if prev == nil || prev.ReceivedAt == 0 || rep.Seq == 0 || rep.Seq != prev.Report.Seq {
