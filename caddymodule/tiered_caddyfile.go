@@ -23,7 +23,8 @@ import (
 //	    warmup       <reports>
 //	    report_url   <template>
 //	    token        <token>
-//	    weights      <cpu> <memory> <requests> <streams> <response_time>
+//	    weights      <cpu> <memory> <requests> <streams> <response_time> [<bandwidth>]
+//	    link_headroom <utilisation>
 //	    tiers        <tier1> <tier2> <tier3>
 //	    hysteresis   <points>
 //	    choices      1|2
@@ -129,15 +130,24 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.Hysteresis = &h
 		case "weights":
-			vals, err := floatArgs(d, dir, 5, "<cpu> <memory> <requests> <streams> <response_time>")
+			w, err := parseWeights(d, dir)
 			if err != nil {
 				return err
 			}
-			w := rank.Weights(vals)
-			if err := rank.CheckWeights(w); err != nil {
-				return d.Errf("%s: weights: %v", dir, err)
+			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4], Bandwidth: w[5]}
+		case "link_headroom":
+			val, err := singleArg(d, dir)
+			if err != nil {
+				return err
 			}
-			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4]}
+			h, err := parseFinite(d, dir, opt, val)
+			if err != nil {
+				return err
+			}
+			if !(h > 0 && h <= 1) {
+				return d.Errf("%s: link_headroom: %q is not a link utilisation above 0 and at most 1", dir, val)
+			}
+			p.LinkHeadroom = &h
 		case "tiers":
 			vals, err := floatArgs(d, dir, 3, "<tier1> <tier2> <tier3>")
 			if err != nil {

@@ -30,6 +30,9 @@ type Config struct {
 	ReportURL   string // template over {upstream_host}, {upstream_port}, {upstream}
 	Token       string
 	Scoring     rank.Scoring
+	// Headroom is the link utilisation above which an upstream takes no
+	// new viewers while another has headroom (link_headroom).
+	Headroom float64
 	// Single: always the single best (choices 1).
 	Single    bool
 	Upstreams map[string]UpstreamConfig // by dial address
@@ -51,6 +54,7 @@ func DefaultConfig() *Config {
 			Weights: rank.DefaultWeights, Thresholds: rank.DefaultThresholds, Hysteresis: 5,
 			Capacity: rank.DefaultCapacity, Warmup: 2, StaleAfter: 3 * time.Second,
 		},
+		Headroom: rank.DefaultHeadroom,
 	}
 }
 

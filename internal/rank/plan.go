@@ -22,6 +22,9 @@ type Input struct {
 	Slow bool
 	// Probation: it was slow and is tried again one request at a time.
 	Probation bool
+	// Full: its link has no headroom (Headroom); no viewers while another
+	// upstream can serve.
+	Full bool
 }
 
 // Judge is what the board knows beside the upstreams' views, loaded once
@@ -119,7 +122,7 @@ func build(in []Input, j *Judge, withSlow bool) *Plan {
 		if !u.Available {
 			continue
 		}
-		if (u.Slow || (u.Probation && u.InFlight > 0)) && !withSlow {
+		if (u.Slow || u.Full || (u.Probation && u.InFlight > 0)) && !withSlow {
 			slowSkipped = true
 			continue
 		}
