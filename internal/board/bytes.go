@@ -57,7 +57,9 @@ func (e *Edge) markSent(v *rank.View) {
 	}
 	m := &sentMark{seq: v.Report.Seq, bytes: e.sent.total.Load(), at: v.ReceivedAt}
 	if prev != nil && m.at > prev.at && m.bytes >= prev.bytes {
-		m.rateThen = float64(m.bytes-prev.bytes) / (float64(m.at-prev.at) / 1e9)
+		// Over an agent's interval at least, as rank.LinkAt takes the rate since.
+		window := max(time.Duration(m.at-prev.at), time.Duration(v.Report.IntervalSeconds*float64(time.Second)), time.Second)
+		m.rateThen = float64(m.bytes-prev.bytes) / window.Seconds()
 	}
 	e.sent.mark.Store(m)
 }
@@ -71,9 +73,9 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 	}
 	l := Link{Capacity: rank.LinkCapacity(&v.Report)}
 	var sent rank.Sent
-	if m := e.sent.mark.Load(); m != nil && m.at <= now {
-		sent = rank.Sent{Bytes: e.sent.total.Load() - m.bytes, RateThen: m.rateThen}
-		sent.Elapsed = time.Duration(now - m.at)
+	if m := e.sent.mark.Load(); m != nil {
+		// now may be the board's clock, a tick behind the report's receipt.
+		sent = rank.Sent{Bytes: e.sent.total.Load() - m.bytes, RateThen: m.rateThen, Elapsed: time.Duration(max(now-m.at, 0))}
 	}
 	l.Utilisation = rank.LinkAt(v, sent)
 	l.Headroom = rank.Headroom(l.Utilisation, limit)

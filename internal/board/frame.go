@@ -13,7 +13,7 @@ import (
 // FrameSchema is the version of the dashboard frame (JSON at /metrics and
 // each WebSocket message). Readers accept frames of the same major
 // version and ignore unknown fields.
-const FrameSchema = "1.0"
+const FrameSchema = "1.1"
 
 // framedEvents is how many of the latest events a frame carries: a
 // screenful, and a frame stays small at 1,000 clients a second.
@@ -66,12 +66,20 @@ type EdgeFigures struct {
 	ThroughputMbps      float64            `json:"throughput_mbps"`
 	// What the upstream can take, as its score normalises against (0
 	// before a report).
-	CapacityRequests float64  `json:"capacity_requests_per_second"`
-	CapacityStreams  float64  `json:"capacity_streams"`
-	ReportAgeSeconds *float64 `json:"report_age_seconds"` // null before the first report
-	Stale            bool     `json:"stale"`
-	InFlight         int      `json:"in_flight"` // this balancer's requests on it
-	SelectionsTotal  uint64   `json:"selections_total"`
+	CapacityRequests float64 `json:"capacity_requests_per_second"`
+	CapacityStreams  float64 `json:"capacity_streams"`
+	// The link: its capacity as the agent reports it (0: unknown), the
+	// share of it in use (corrected by what this balancer sent since the
+	// report; null when the capacity is unknown) and whether the edge has
+	// headroom (false: it takes no new viewers while another has).
+	LinkCapacityMbps     float64  `json:"link_capacity_mbps"`
+	LinkUtilisation      *float64 `json:"link_utilisation"`
+	LinkHeadroom         bool     `json:"link_headroom"`
+	StreamBytesPerSecond float64  `json:"stream_bytes_per_second"`
+	ReportAgeSeconds     *float64 `json:"report_age_seconds"` // null before the first report
+	Stale                bool     `json:"stale"`
+	InFlight             int      `json:"in_flight"` // this balancer's requests on it
+	SelectionsTotal      uint64   `json:"selections_total"`
 	// Share is this upstream's part of the balancer's selections in the
 	// last interval, 0 to 1.
 	Share float64 `json:"share"`
@@ -153,8 +161,14 @@ func (f *FrameBuilder) Frame() []byte {
 			ef.RequestsPerSecond, ef.Streams, ef.ResponseTimeSeconds = r.RequestsPerSecond, r.Streams, r.ResponseTimeSeconds
 			ef.ThroughputMbps = r.SentBytesPerSecond * 8 / 1e6
 			ef.CapacityRequests, ef.CapacityStreams = st.Capacity.Requests, st.Capacity.Streams
+			ef.StreamBytesPerSecond = r.StreamBytesPerSecond
 			age := st.ReportAge
 			ef.ReportAgeSeconds = &age
+		}
+		ef.LinkHeadroom = st.Link.Headroom
+		if st.Link.Capacity > 0 {
+			u := st.Link.Utilisation
+			ef.LinkCapacityMbps, ef.LinkUtilisation = st.Link.Capacity*8/1e6, &u
 		}
 		switch {
 		case st.Down:

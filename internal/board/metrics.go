@@ -17,6 +17,7 @@ type collector struct {
 	score, tier, load, age, stale, down, state, trusted                     *prometheus.Desc
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
 	resumes, capacity, loadHeaders                                          *prometheus.Desc
+	link, linkHeadroom                                                      *prometheus.Desc
 }
 
 // Collector is the board's Prometheus collector.
@@ -47,13 +48,16 @@ func newCollector(b *Board) *collector {
 		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
 		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
-		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
+		link: desc("upstream_link_utilisation", "Share of its link the upstream uses, 0 to 1: its report's, corrected by what the proxy sent it since "+
+			"(edgetier transport); only for an upstream whose link capacity is known (upstream_capacity{resource=\"link_bytes_per_second\"}).", "upstream"),
+		linkHeadroom: desc("upstream_link_headroom", "1 while the upstream's link utilisation is at most link_headroom; 0 while it takes no new viewers because another has headroom.", "upstream"),
+		resumes:      desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
 	}
 }
 
 func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
-		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders}
+		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders, c.link, c.linkHeadroom}
 }
 
 // Describe implements prometheus.Collector.
@@ -110,6 +114,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.latency, time.Duration(st.Latency.Base).Seconds())
 		}
 		gauge(c.slow, boolFloat(st.Slow))
+		if st.Link.Capacity > 0 {
+			gauge(c.capacity, st.Link.Capacity, "link_bytes_per_second")
+			gauge(c.link, st.Link.Utilisation)
+		}
+		gauge(c.linkHeadroom, boolFloat(st.Link.Headroom))
 	}
 }
 

@@ -55,10 +55,12 @@ type Sent struct {
 // LinkAt is v's link utilisation corrected by what this balancer sent the
 // upstream since its report, as in-flight counts correct streams: the
 // reported figure plus the change of the balancer's own rate since, and
-// never less than the balancer's rate alone. The rate since the report is
-// taken over an agent's interval at least, so a burst that follows a
-// report counts in full without a short window magnifying it. An upstream
-// whose link capacity is unknown reports no utilisation; 0 then.
+// never less than the balancer's rate alone, since the report or in the
+// interval before it (which a report sampled before the poll may not
+// hold yet). The rate since the report is taken over an agent's interval
+// at least, so a burst that follows a report counts in full without a
+// short window magnifying it. An upstream whose link capacity is unknown
+// reports no utilisation; 0 then.
 func LinkAt(v *View, sent Sent) float64 {
 	link := LinkCapacity(&v.Report)
 	if link <= 0 {
@@ -67,7 +69,7 @@ func LinkAt(v *View, sent Sent) float64 {
 	window := max(sent.Elapsed, time.Duration(v.Report.IntervalSeconds*float64(time.Second)), time.Second)
 	rate := float64(sent.Bytes) / window.Seconds()
 	reported := LinkUtilisation(&v.Report)
-	return min(max(reported+(rate-sent.RateThen)/link, rate/link, 0), 1)
+	return min(max(reported+(rate-sent.RateThen)/link, rate/link, sent.RateThen/link, 0), 1)
 }
 
 // Headroom reports whether an upstream whose corrected link utilisation
