@@ -1,0 +1,100 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace a test made, with one end of a veth pair.
+type Netns struct {
+	Name string // as `ip netns` knows it
+	Dev  string // its end of the veth pair
+	Addr string // that end's IPv4 address
+}
+
+var pairs atomic.Int32
+
+// VethPair makes two network namespaces joined by a veth pair with the
+// addresses 10.213.N.1 and 10.213.N.2, each with loopback up, and removes
+// them (and so the pair) when the test ends. Traffic between them never
+// leaves them. It needs root, ip and tc; without them the test is
+// skipped, or fails under Strict.
+func VethPair(t testing.TB) (a, b *Netns) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "network namespaces need root")
+	}
+	Program(t, "ip")
+	Program(t, "tc")
+	n := pairs.Add(1)
+	id := fmt.Sprintf("%d%d", os.Getpid()%100000, n)
+	a = &Netns{Name: "edgetier-" + id + "a", Dev: "etv" + id + "a", Addr: fmt.Sprintf("10.213.%d.1", n)}
+	b = &Netns{Name: "edgetier-" + id + "b", Dev: "etv" + id + "b", Addr: fmt.Sprintf("10.213.%d.2", n)}
+	for _, ns := range []*Netns{a, b} {
+		Run(t, "ip", "netns", "add", ns.Name)
+		name := ns.Name
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	}
+	Run(t, "ip", "link", "add", a.Dev, "netns", a.Name, "type", "veth", "peer", "name", b.Dev, "netns", b.Name)
+	for _, ns := range []*Netns{a, b} {
+		ns.Run(t, "ip", "addr", "add", ns.Addr+"/30", "dev", ns.Dev)
+		ns.Run(t, "ip", "link", "set", ns.Dev, "up")
+		ns.Run(t, "ip", "link", "set", "lo", "up")
+	}
+	return a, b
+}
+
+// Run runs a command and fails the test if it fails.
+func Run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// Run runs a command in the namespace and fails the test if it fails.
+func (n *Netns) Run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	Run(t, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Command is a command to be run in the namespace.
+func (n *Netns) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Shape limits what the namespace's end of the pair sends to rate (as tc
+// writes it, e.g. 200mbit) with a token bucket.
+func (n *Netns) Shape(t testing.TB, rate string) {
+	t.Helper()
+	n.Run(t, "tc", "qdisc", "replace", "dev", n.Dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+}
+
+// Do runs fn on an OS thread in the namespace: sockets fn opens belong to
+// the namespace for good. The thread is discarded afterwards.
+func (n *Netns) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, in another namespace, dies with the goroutine.
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + n.Name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering %s: %w", n.Name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
