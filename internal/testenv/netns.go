@@ -98,3 +98,21 @@ func (n *Netns) Do(fn func() error) error {
 	}()
 	return <-errc
 }
+
+// LinkHost joins the namespace to this process's own with another veth
+// pair, 10.214.N.1 on this side and 10.214.N.2 in the namespace (its
+// address, returned), unshaped; it goes with the namespace.
+func (n *Netns) LinkHost(t testing.TB) (host, inside string) {
+	t.Helper()
+	k := pairs.Add(1)
+	id := fmt.Sprintf("%d%d", os.Getpid()%100000, k)
+	here, there := "eth"+id+"h", "eth"+id+"n"
+	host, inside = fmt.Sprintf("10.214.%d.1", k), fmt.Sprintf("10.214.%d.2", k)
+	Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", n.Name)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", here).Run() })
+	Run(t, "ip", "addr", "add", host+"/30", "dev", here)
+	Run(t, "ip", "link", "set", here, "up")
+	n.Run(t, "ip", "addr", "add", inside+"/30", "dev", there)
+	n.Run(t, "ip", "link", "set", there, "up")
+	return host, inside
+}
