@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +140,19 @@ http://127.0.0.1:%d {
 	t.Logf("link full (utilisation %.2f, score %.1f): served %v", upstreamMetric(t, lb, "edgetier_upstream_link_utilisation", edge1), score, served)
 	if served["edge-1"] > 0 || served["edge-2"] == 0 {
 		t.Errorf("served %v while edge-1's link is full: edge-1 must take no new viewers", served)
+	}
+	// promtool accepts the LB's and the edges' series, the link's among them.
+	promtool := testenv.Program(t, "promtool")
+	for name, url := range map[string]string{"lb": "http://" + lb.Admin + "/metrics", "edge-1": "http://" + admin + "/metrics"} {
+		page := getBody(t, url)
+		if !strings.Contains(page, "edgetier_upstream_link_headroom") && !strings.Contains(page, "edgetier_agent_link_utilisation") {
+			t.Errorf("the %s's metrics have no link series", name)
+		}
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(page)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics on the %s: %v\n%s", name, err, out)
+		}
 	}
 
 	stopDownload()
