@@ -285,6 +285,9 @@ func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Add("load_header off\nheader X-Served-By")
 	f.Add("load_header on")
 	f.Add("pid 1\ncapacity {\nstreams 400\nrequests 50\nresponse_time 250ms\nlink_bandwidth 1.25e9\n}")
+	f.Add("capacity {\nlink_bandwidth 25000000\n}")
+	f.Add("capacity {\nlink_bandwidth 1e13\n}")
+	f.Add("capacity {\nlink_bandwidth -1\n}")
 	f.Add("report_path /load\nstate_path /load")
 	f.Add("capacity {\nlink_bandwidth NaN\n}")
 	f.Fuzz(func(t *testing.T, opts string) {

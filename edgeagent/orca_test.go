@@ -135,6 +135,9 @@ func FuzzParseLoadHeader(f *testing.F) {
 	f.Add("TEXT cpu_utilization=0.3, named_metrics.seq=1, eps=4")
 	f.Add("JSON {}")
 	f.Add("TEXT named_metrics.seq=1, rps_fractional=1e-400")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=0.97, named_metrics.stream_bytes_per_second=312500")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=1.0000001")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=0.5, named_metrics.link_utilisation=0.6")
 	f.Fuzz(func(t *testing.T, header string) {
 		l, err := ParseLoadHeader(header)
 		if err != nil {
@@ -149,7 +152,7 @@ func FuzzParseLoadHeader(f *testing.F) {
 		if err := r.Validate(); err != nil {
 			t.Fatalf("accepted %q makes an invalid report: %v", header, err)
 		}
-		if !(l.CPU >= 0 && l.CPU <= 1 && l.Memory >= 0 && l.Memory <= 1) {
+		if !(l.CPU >= 0 && l.CPU <= 1 && l.Memory >= 0 && l.Memory <= 1 && l.LinkUtilisation >= 0 && l.LinkUtilisation <= 1) {
 			t.Fatalf("accepted utilisation out of range: %+v", l)
 		}
 	})
