@@ -36,3 +36,21 @@ func parseWeights(d *caddyfile.Dispenser, dir string) (rank.Weights, error) {
 	}
 	return w, nil
 }
+
+// numberArg parses the single finite number of the current option, which
+// ok must accept; want says what it must be.
+func numberArg(d *caddyfile.Dispenser, dir string, ok func(float64) bool, want string) (float64, error) {
+	opt := d.Val()
+	val, err := singleArg(d, dir)
+	if err != nil {
+		return 0, err
+	}
+	f, err := parseFinite(d, dir, opt, val)
+	if err != nil {
+		return 0, err
+	}
+	if !ok(f) {
+		return 0, d.Errf("%s: %s: %q is not %s", dir, opt, val, want)
+	}
+	return f, nil
+}

@@ -117,16 +117,9 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				p.Choices = n
 			}
 		case "hysteresis":
-			val, err := singleArg(d, dir)
+			h, err := numberArg(d, dir, func(h float64) bool { return h >= 0 && h <= 50 }, "a number of points between 0 and 50")
 			if err != nil {
 				return err
-			}
-			h, err := parseFinite(d, dir, opt, val)
-			if err != nil {
-				return err
-			}
-			if h < 0 || h > 50 {
-				return d.Errf("%s: hysteresis: %q is not a number of points between 0 and 50", dir, val)
 			}
 			p.Hysteresis = &h
 		case "weights":
@@ -136,16 +129,9 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4], Bandwidth: w[5]}
 		case "link_headroom":
-			val, err := singleArg(d, dir)
+			h, err := numberArg(d, dir, func(h float64) bool { return h > 0 && h <= 1 }, "a link utilisation above 0 and at most 1")
 			if err != nil {
 				return err
-			}
-			h, err := parseFinite(d, dir, opt, val)
-			if err != nil {
-				return err
-			}
-			if !(h > 0 && h <= 1) {
-				return d.Errf("%s: link_headroom: %q is not a link utilisation above 0 and at most 1", dir, val)
 			}
 			p.LinkHeadroom = &h
 		case "tiers":
