@@ -58,7 +58,7 @@ func TestLinkHeadroom(t *testing.T) {
 	expect := func(headroom0, headroom1 int, util0 string) {
 		t.Helper()
 		want := fmt.Sprintf(`
-# HELP edgetier_upstream_link_headroom 1 while the upstream's link utilisation is at most link_headroom; 0 while it takes no new viewers because another has headroom.
+# HELP edgetier_upstream_link_headroom 1 while the upstream's link utilisation is at most link_headroom, 0 above it: it then takes no new viewers while another upstream has headroom.
 # TYPE edgetier_upstream_link_headroom gauge
 edgetier_upstream_link_headroom{pool=%[1]q,upstream=%[2]q} %[3]d
 edgetier_upstream_link_headroom{pool=%[1]q,upstream=%[4]q} %[5]d

@@ -66,23 +66,25 @@ type EdgeFigures struct {
 	ThroughputMbps      float64            `json:"throughput_mbps"`
 	// What the upstream can take, as its score normalises against (0
 	// before a report).
-	CapacityRequests float64 `json:"capacity_requests_per_second"`
-	CapacityStreams  float64 `json:"capacity_streams"`
+	CapacityRequests float64  `json:"capacity_requests_per_second"`
+	CapacityStreams  float64  `json:"capacity_streams"`
+	ReportAgeSeconds *float64 `json:"report_age_seconds"` // null before the first report
+	Stale            bool     `json:"stale"`
+	InFlight         int      `json:"in_flight"` // this balancer's requests on it
+	SelectionsTotal  uint64   `json:"selections_total"`
+	// Share is this upstream's part of the balancer's selections in the
+	// last interval, 0 to 1.
+	Share float64 `json:"share"`
+
 	// The link: its capacity as the agent reports it (0: unknown), the
 	// share of it in use (corrected by what this balancer sent since the
 	// report; null when the capacity is unknown) and whether the edge has
-	// headroom (false: it takes no new viewers while another has).
+	// headroom (false: above link_headroom, so no new viewers while
+	// another has headroom).
 	LinkCapacityMbps     float64  `json:"link_capacity_mbps"`
 	LinkUtilisation      *float64 `json:"link_utilisation"`
 	LinkHeadroom         bool     `json:"link_headroom"`
 	StreamBytesPerSecond float64  `json:"stream_bytes_per_second"`
-	ReportAgeSeconds     *float64 `json:"report_age_seconds"` // null before the first report
-	Stale                bool     `json:"stale"`
-	InFlight             int      `json:"in_flight"` // this balancer's requests on it
-	SelectionsTotal      uint64   `json:"selections_total"`
-	// Share is this upstream's part of the balancer's selections in the
-	// last interval, 0 to 1.
-	Share float64 `json:"share"`
 }
 
 // FrameBuilder turns the board and the balancer's meter into frames,

@@ -48,10 +48,10 @@ func newCollector(b *Board) *collector {
 		slow:           desc("upstream_slow", "1 while the upstream answers clearly slower than the pool's fastest (kept off while others serve).", "upstream"),
 		streamFailures: desc("upstream_stream_failures_total", "Responses that failed after their body had started.", "upstream"),
 		upCount:        desc("pool_upstreams", "Upstreams the board polls."),
+		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
 		link: desc("upstream_link_utilisation", "Share of its link the upstream uses, 0 to 1: its report's, corrected by what the proxy sent it since "+
 			"(edgetier transport); only for an upstream whose link capacity is known (upstream_capacity{resource=\"link_bytes_per_second\"}).", "upstream"),
-		linkHeadroom: desc("upstream_link_headroom", "1 while the upstream's link utilisation is at most link_headroom; 0 while it takes no new viewers because another has headroom.", "upstream"),
-		resumes:      desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
+		linkHeadroom: desc("upstream_link_headroom", "1 while the upstream's link utilisation is at most link_headroom, 0 above it: it then takes no new viewers while another upstream has headroom.", "upstream"),
 	}
 }
 
