@@ -27,15 +27,22 @@ type Link struct {
 
 // netCounter reads the interfaces of a network namespace: that of the
 // process whose /proc/PID/net/dev it reads. sysDir is /sys/class/net as
-// this process sees it: an interface it does not show there (another
-// namespace's) has no known speed.
+// this process sees it, "" when the process is in another namespace: an
+// interface of the same name there (a container's eth0 and the host's)
+// is another interface, so none has a known speed.
 type netCounter struct {
 	path   string
 	sysDir string
 }
 
 func newNetCounter(pid int) netCounter {
-	return netCounter{path: filepath.Join("/proc", strconv.Itoa(pid), "net", "dev"), sysDir: "/sys/class/net"}
+	n := netCounter{path: filepath.Join("/proc", strconv.Itoa(pid), "net", "dev")}
+	theirs, err1 := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net"))
+	ours, err2 := os.Readlink("/proc/self/ns/net")
+	if err1 == nil && err2 == nil && theirs == ours {
+		n.sysDir = "/sys/class/net"
+	}
+	return n
 }
 
 func (n netCounter) read(ctx context.Context) (Link, error) {
@@ -71,7 +78,7 @@ func (n netCounter) read(ctx context.Context) (Link, error) {
 // (a link that is down), says -1, or the interface is virtual (no device
 // behind it: veth reports a nominal 10 Gbit/s whatever shapes it).
 func interfaceSpeed(sysDir, name string) float64 {
-	if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+	if sysDir == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		return 0
 	}
 	dir := filepath.Join(sysDir, name)

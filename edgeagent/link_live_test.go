@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -99,6 +100,12 @@ func TestAgentMeasuresShapedLink(t *testing.T) {
 	}
 	if pid == 0 {
 		t.Fatal("the sleeper never entered the edge's namespace")
+	}
+	if n := newNetCounter(pid); n.sysDir != "" {
+		t.Fatalf("the agent would read interface speeds of its own namespace (%s) for another's", n.sysDir)
+	}
+	if n := newNetCounter(os.Getpid()); n.sysDir == "" {
+		t.Fatal("the agent reads no interface speeds of its own namespace")
 	}
 
 	res, err := NewResourceSampler(context.Background(), ScopeHost, pid)
