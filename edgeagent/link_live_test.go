@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -82,25 +84,7 @@ func TestAgentMeasuresShapedLink(t *testing.T) {
 	edge.Shape(t, "200mbit")
 	const link = 200e6 / 8
 
-	// A process in the edge's namespace: the agent reads its /proc/PID/net/dev.
-	sleeper := edge.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
-	var pid int
-	deadline := time.Now().Add(5 * time.Second)
-	for pid == 0 && time.Now().Before(deadline) {
-		// ip netns exec execs sleep in the same process once it has entered the namespace.
-		if l, err := newNetCounter(sleeper.Process.Pid).read(context.Background()); err == nil && l.Interfaces == 1 {
-			pid = sleeper.Process.Pid
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if pid == 0 {
-		t.Fatal("the sleeper never entered the edge's namespace")
-	}
+	pid := processIn(t, edge)
 	if n := newNetCounter(pid); n.sysDir != "" {
 		t.Fatalf("the agent would read interface speeds of its own namespace (%s) for another's", n.sysDir)
 	}
@@ -167,5 +151,98 @@ func TestAgentMeasuresShapedLink(t *testing.T) {
 	agent.Sample(ctx)
 	if r := idle(); r.LinkUtilisation > 0.02 {
 		t.Fatalf("link idle again (loopback still busy): utilisation %.3f", r.LinkUtilisation)
+	}
+}
+
+// processIn starts a process in ns for the rest of the test and returns
+// its pid once it is in the namespace: an agent reads its /proc/PID/net/dev.
+func processIn(t *testing.T, ns *testenv.Netns) int {
+	t.Helper()
+	sleeper := ns.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	own, _ := os.Readlink("/proc/self/ns/net")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// ip netns exec becomes sleep, in the namespace, in the same process.
+		if theirs, err := os.Readlink("/proc/" + strconv.Itoa(sleeper.Process.Pid) + "/ns/net"); err == nil && theirs != own {
+			return sleeper.Process.Pid
+		}
+	}
+	t.Fatalf("the sleeper never entered %s", ns.Name)
+	return 0
+}
+
+// TestAgentLoopbackOnly: in a namespace with loopback alone no link is
+// identified, and the bytes the edge served stand in for its egress
+// against the advertised link.
+func TestAgentLoopbackOnly(t *testing.T) {
+	ns := testenv.LoopbackOnly(t)
+	pid := processIn(t, ns)
+	meter := new(Meter)
+	const link = 400e6
+	res, err := NewResourceSampler(context.Background(), ScopeHost, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(Config{Name: "lo", Interval: time.Second, Capacity: &Capacity{LinkBytesPerSecond: link}}, res, meter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	chunk := make([]byte, 256<<10)
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = meter.Serve(w, r, func(w http.ResponseWriter, r *http.Request) error {
+			_, err := w.Write(chunk)
+			return err
+		})
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	agent.Sample(ctx)
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	agent.Sample(ctx)
+	r, err := agent.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("served %.3g B/s, loopback %.3g B/s, utilisation %.3f of %g", r.SentBytesPerSecond, r.EgressBytesPerSecond, r.LinkUtilisation, link)
+	want := min(r.SentBytesPerSecond/link, 1)
+	if r.SentBytesPerSecond <= 0 || r.LinkUtilisation <= 0 || math.Abs(r.LinkUtilisation-want) > 1e-9 {
+		t.Fatalf("utilisation %g, want the served bytes over the link: %g", r.LinkUtilisation, want)
+	}
+	// The two are sampled a moment apart: about equal, not to the byte.
+	if r.EgressBytesPerSecond < 0.8*r.SentBytesPerSecond {
+		t.Fatalf("egress %g below the bytes served %g: loopback, the only interface, must count", r.EgressBytesPerSecond, r.SentBytesPerSecond)
 	}
 }

@@ -35,20 +35,36 @@ func VethPair(t testing.TB) (a, b *Netns) {
 	Program(t, "tc")
 	n := pairs.Add(1)
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, n)
-	a = &Netns{Name: "edgetier-" + id + "a", Dev: "etv" + id + "a", Addr: fmt.Sprintf("10.213.%d.1", n)}
-	b = &Netns{Name: "edgetier-" + id + "b", Dev: "etv" + id + "b", Addr: fmt.Sprintf("10.213.%d.2", n)}
-	for _, ns := range []*Netns{a, b} {
-		Run(t, "ip", "netns", "add", ns.Name)
-		name := ns.Name
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	}
+	a, b = newNetns(t, id+"a"), newNetns(t, id+"b")
+	a.Dev, a.Addr = "etv"+id+"a", fmt.Sprintf("10.213.%d.1", n)
+	b.Dev, b.Addr = "etv"+id+"b", fmt.Sprintf("10.213.%d.2", n)
 	Run(t, "ip", "link", "add", a.Dev, "netns", a.Name, "type", "veth", "peer", "name", b.Dev, "netns", b.Name)
 	for _, ns := range []*Netns{a, b} {
 		ns.Run(t, "ip", "addr", "add", ns.Addr+"/30", "dev", ns.Dev)
 		ns.Run(t, "ip", "link", "set", ns.Dev, "up")
-		ns.Run(t, "ip", "link", "set", "lo", "up")
 	}
 	return a, b
+}
+
+// LoopbackOnly makes a network namespace with loopback alone (up), and
+// removes it when the test ends. It needs root and ip.
+func LoopbackOnly(t testing.TB) *Netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "network namespaces need root")
+	}
+	Program(t, "ip")
+	return newNetns(t, fmt.Sprintf("%d%dl", os.Getpid()%100000, pairs.Add(1)))
+}
+
+// newNetns makes the namespace edgetier-<id> with loopback up.
+func newNetns(t testing.TB, id string) *Netns {
+	t.Helper()
+	ns := &Netns{Name: "edgetier-" + id}
+	Run(t, "ip", "netns", "add", ns.Name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns.Name).Run() })
+	ns.Run(t, "ip", "link", "set", "lo", "up")
+	return ns
 }
 
 // Run runs a command and fails the test if it fails.
