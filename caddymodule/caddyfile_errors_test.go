@@ -47,7 +47,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"dashboard unknown", inDashboard("theme dark"), "cdn_dashboard: unrecognized option 'theme', at Caddyfile:3"},
 		{"dashboard repeated", inDashboard("pool a\npool b"), "cdn_dashboard: option 'pool' given twice, at Caddyfile:4"},
 		{"weights not summing to 1", inPolicy("weights 0.5 0.5 0.5 0 0"), "weights: must sum to 1, they sum to 1.5, at Caddyfile:4"},
-		{"weights count", inPolicy("weights 0.5 0.5"), "weights: want 5 numbers"},
+		{"weights count", inPolicy("weights 0.5 0.5"), "weights: want 5 or 6 numbers"},
+		{"weights seven", inPolicy("weights 0.3 0.25 0.2 0.15 0.1 0 0"), "weights: want 5 or 6 numbers (<cpu> <memory> <requests> <streams> <response_time> [<bandwidth>]), got 7, at Caddyfile:4"},
+		{"bandwidth weight breaks the sum", inPolicy("weights 0.3 0.25 0.2 0.15 0.1 0.2"), "weights: must sum to 1, they sum to 1.2, at Caddyfile:4"},
+		{"bandwidth weight negative", inPolicy("weights 0.3 0.25 0.2 0.15 0.3 -0.2"), "bandwidth weight -0.2 is not between 0 and 1, at Caddyfile:4"},
+		{"link_headroom above 1", inPolicy("link_headroom 1.5"), `lb_policy tiered: link_headroom: "1.5" is not a link utilisation above 0 and at most 1, at Caddyfile:4`},
+		{"link_headroom zero", inPolicy("link_headroom 0"), `link_headroom: "0" is not a link utilisation above 0 and at most 1, at Caddyfile:4`},
+		{"link_headroom missing", inPolicy("link_headroom"), "link_headroom"},
+		{"link_headroom repeated", inPolicy("link_headroom 0.8\nlink_headroom 0.9"), "option 'link_headroom' given twice, at Caddyfile:5"},
+		{"agent link_bandwidth negative", inAgent("capacity {\nlink_bandwidth -5\n}"), `edge_agent: capacity link_bandwidth: "-5" is not a number between 0 and 1e12, at Caddyfile:4`},
+		{"agent link_bandwidth not a number", inAgent("capacity {\nlink_bandwidth 1gbit\n}"), `capacity link_bandwidth: "1gbit" is not a number, at Caddyfile:4`},
+		{"agent link_bandwidth too large", inAgent("capacity {\nlink_bandwidth 1e13\n}"), `capacity link_bandwidth: "1e13" is not a number between 0 and 1e12, at Caddyfile:4`},
 		{"weight not a number", inPolicy("weights a 0.5 0 0 0"), `weights: "a" is not a number, at Caddyfile:4`},
 		{"negative weight", inPolicy("weights -0.5 1.5 0 0 0"), "cpu weight -0.5 is not between 0 and 1"},
 		{"thresholds out of order", inPolicy("tiers 50 25 75"), "tiers: [50 25 75] must be strictly increasing, between 0 and 100, at Caddyfile:4"},
@@ -133,6 +143,8 @@ func TestCaddyfileNonFinite(t *testing.T) {
 		{inPolicy("weights 0.3 0.25 X 0.15 0.1"), "weights"},
 		{inPolicy("weights 0.3 0.25 0.2 X 0.1"), "weights"},
 		{inPolicy("weights 0.3 0.25 0.2 0.15 X"), "weights"},
+		{inPolicy("weights 0.3 0.25 0.2 0.15 0.1 X"), "weights"},
+		{inPolicy("link_headroom X"), "link_headroom"},
 		{inPolicy("tiers X 50 75"), "tiers"},
 		{inPolicy("tiers 25 X 75"), "tiers"},
 		{inPolicy("tiers 25 50 X"), "tiers"},
@@ -260,6 +272,10 @@ func FuzzTieredCaddyfile(f *testing.F) {
 	f.Add("eject_time 10m")
 	f.Add("eject_max_time 1s")
 	f.Add("max_ejected 100\neject_errors 0.5")
+	f.Add("weights 0.25 0.2 0.15 0.1 0.1 0.2\nlink_headroom 0.85")
+	f.Add("weights 0.3 0.25 0.2 0.15 0.1 0\nlink_headroom 1")
+	f.Add("weights 0.3 0.25 0.2 0.15 0.1 NaN")
+	f.Add("link_headroom 1e-300")
 	f.Fuzz(func(t *testing.T, opts string) {
 		withNonFinite(opts, func(opts string) {
 			cfg := inPolicy(opts)
@@ -292,6 +308,9 @@ func FuzzEdgeAgentCaddyfile(f *testing.F) {
 	f.Add("load_header off\nheader X-Served-By")
 	f.Add("load_header on")
 	f.Add("pid 1\ncapacity {\nstreams 400\nrequests 50\nresponse_time 250ms\nlink_bandwidth 1.25e9\n}")
+	f.Add("capacity {\nlink_bandwidth 25000000\n}")
+	f.Add("capacity {\nlink_bandwidth 1e13\n}")
+	f.Add("capacity {\nlink_bandwidth -1\n}")
 	f.Add("report_path /load\nstate_path /load")
 	f.Add("capacity {\nlink_bandwidth NaN\n}")
 	f.Fuzz(func(t *testing.T, opts string) {

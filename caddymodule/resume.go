@@ -144,14 +144,13 @@ func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		inflight = di.Upstream.NumRequests() // as the response arrived
 	}
 	t.takeLoad(dial, resp, inflight)
-	if req.Method != http.MethodGet {
-		return resp, nil
-	}
+	sent := t.board.SentCounter(dial)
 	span, ok := resumableSpan(resp)
-	if !ok {
+	if req.Method != http.MethodGet || !ok {
+		resp.Body = countBody(resp, sent)
 		return resp, nil
 	}
-	resp.Body = &resumingBody{t: t, req: req, body: resp.Body, dial: dial, span: span, tried: []string{dial}}
+	resp.Body = &resumingBody{t: t, req: req, body: resp.Body, dial: dial, span: span, tried: []string{dial}, sent: sent}
 	return resp, nil
 }
 
@@ -251,12 +250,14 @@ type resumingBody struct {
 	started time.Time
 	tried   []string
 	closed  atomic.Bool
+	sent    *atomic.Uint64 // the serving edge's (board.SentCounter); nil: untracked
 }
 
 func (b *resumingBody) Read(p []byte) (int, error) {
 	for {
 		n, err := b.body.Read(p)
 		b.read += int64(n)
+		countSent(b.sent, n)
 		if err == nil || errors.Is(err, io.EOF) {
 			if errors.Is(err, io.EOF) && b.span.first+b.read <= b.span.last {
 				// A clean end before the promised length is a failure too.
@@ -312,7 +313,7 @@ func (b *resumingBody) resume(cause error) (io.ReadCloser, bool) {
 			t.board.AddEvent(b.dial, "resume", "failed after %d bytes (%v); %s continues the response", b.read, cause, u.Dial)
 			t.logger.Info("resumed a response on another edge", zap.String("failed", b.dial), zap.String("upstream", u.Dial),
 				zap.Int64("offset", b.span.first+b.read), zap.Error(cause))
-			b.dial = u.Dial
+			b.dial, b.sent = u.Dial, t.board.SentCounter(u.Dial)
 			return body, true
 		}
 		outcome = result

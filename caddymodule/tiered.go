@@ -48,6 +48,10 @@ type TieredSelection struct {
 	Token string `json:"token,omitempty"`
 	// Weights of the score components; they must sum to 1.
 	Weights *WeightsConfig `json:"weights,omitempty"`
+	// LinkHeadroom is the link utilisation (0–1, default 0.9) above which
+	// an edge takes no new viewers while another has headroom; 1 turns
+	// the rule off.
+	LinkHeadroom *float64 `json:"link_headroom,omitempty"`
 	// Tiers are the upper scores of tiers 1, 2 and 3 (default 25, 50, 75).
 	Tiers []float64 `json:"tiers,omitempty"`
 	// Hysteresis is how many points past its tier's bound an upstream's
@@ -102,13 +106,15 @@ type WeightsConfig struct {
 	Requests     float64 `json:"requests"`
 	Streams      float64 `json:"streams"`
 	ResponseTime float64 `json:"response_time"`
+	// Bandwidth weighs link utilisation; 0 when not given.
+	Bandwidth float64 `json:"bandwidth,omitempty"`
 }
 
 func (w *WeightsConfig) weights() rank.Weights {
 	if w == nil {
 		return rank.DefaultWeights
 	}
-	return rank.Weights{w.CPU, w.Memory, w.Requests, w.Streams, w.ResponseTime}
+	return rank.Weights{w.CPU, w.Memory, w.Requests, w.Streams, w.ResponseTime, w.Bandwidth}
 }
 
 // UpstreamConfig is the policy's setting for one upstream whose agent
@@ -176,7 +182,8 @@ func (p *TieredSelection) boardConfig() *board.Config {
 			Warmup:     p.Warmup,
 			StaleAfter: time.Duration(p.StaleAfter),
 		},
-		Single: p.Choices == 1,
+		Headroom: p.headroom(),
+		Single:   p.Choices == 1,
 		Ejection: rank.Ejection{
 			ErrorRatio: *p.EjectErrors / 100,
 			MinAnswers: p.EjectMinAnswers,
@@ -266,6 +273,8 @@ func (p *TieredSelection) Validate() error {
 		return fmt.Errorf("tiered: warmup: %d is not between 1 and 100", p.Warmup)
 	case p.Hysteresis != nil && !(*p.Hysteresis >= 0 && *p.Hysteresis <= 50):
 		return fmt.Errorf("tiered: hysteresis: %g is not between 0 and 50", *p.Hysteresis)
+	case p.LinkHeadroom != nil && !(*p.LinkHeadroom > 0 && *p.LinkHeadroom <= 1):
+		return fmt.Errorf("tiered: link_headroom: %g is not above 0 and at most 1", *p.LinkHeadroom)
 	case p.Choices != 1 && p.Choices != 2:
 		return fmt.Errorf("tiered: choices: %d is not 1 or 2", p.Choices)
 	case p.EjectErrors != nil && !(*p.EjectErrors >= 0 && *p.EjectErrors <= 100):

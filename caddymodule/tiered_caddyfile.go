@@ -24,7 +24,8 @@ import (
 //	    warmup       <reports>
 //	    report_url   <template>
 //	    token        <token>
-//	    weights      <cpu> <memory> <requests> <streams> <response_time>
+//	    weights      <cpu> <memory> <requests> <streams> <response_time> [<bandwidth>]
+//	    link_headroom <utilisation>
 //	    tiers        <tier1> <tier2> <tier3>
 //	    hysteresis   <points>
 //	    choices      1|2
@@ -123,28 +124,23 @@ func (p *TieredSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				p.Choices = n
 			}
 		case "hysteresis":
-			val, err := singleArg(d, dir)
+			h, err := numberArg(d, dir, func(h float64) bool { return h >= 0 && h <= 50 }, "a number of points between 0 and 50")
 			if err != nil {
 				return err
-			}
-			h, err := parseFinite(d, dir, opt, val)
-			if err != nil {
-				return err
-			}
-			if h < 0 || h > 50 {
-				return d.Errf("%s: hysteresis: %q is not a number of points between 0 and 50", dir, val)
 			}
 			p.Hysteresis = &h
 		case "weights":
-			vals, err := floatArgs(d, dir, 5, "<cpu> <memory> <requests> <streams> <response_time>")
+			w, err := parseWeights(d, dir)
 			if err != nil {
 				return err
 			}
-			w := rank.Weights(vals)
-			if err := rank.CheckWeights(w); err != nil {
-				return d.Errf("%s: weights: %v", dir, err)
+			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4], Bandwidth: w[5]}
+		case "link_headroom":
+			h, err := numberArg(d, dir, func(h float64) bool { return h > 0 && h <= 1 }, "a link utilisation above 0 and at most 1")
+			if err != nil {
+				return err
 			}
-			p.Weights = &WeightsConfig{CPU: w[0], Memory: w[1], Requests: w[2], Streams: w[3], ResponseTime: w[4]}
+			p.LinkHeadroom = &h
 		case "tiers":
 			vals, err := floatArgs(d, dir, 3, "<tier1> <tier2> <tier3>")
 			if err != nil {

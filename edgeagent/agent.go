@@ -215,15 +215,19 @@ func (a *Agent) Sample(ctx context.Context) {
 		if n := cur.TTFBCount - a.prev.TTFBCount; cur.TTFBCount > a.prev.TTFBCount {
 			a.prevResp = max(cur.TTFBSum-a.prev.TTFBSum, 0) / float64(n)
 		}
-		if wall > 0 && res.EgressBytes >= a.prevSent {
-			r.EgressBytesPerSecond = float64(res.EgressBytes-a.prevSent) / wall
+		if wall > 0 && res.Link.EgressBytes >= a.prevSent {
+			r.EgressBytesPerSecond = float64(res.Link.EgressBytes-a.prevSent) / wall
 		}
 		if wall > 0 && cur.BytesSent >= a.prev.BytesSent {
 			r.SentBytesPerSecond = float64(cur.BytesSent-a.prev.BytesSent) / wall
 		}
 	}
 	r.ResponseTimeSeconds = a.prevResp
-	a.prev, a.prevSent, a.havePrev = cur, res.EgressBytes, true
+	if r.Streams > 0 {
+		r.StreamBytesPerSecond = r.SentBytesPerSecond / r.Streams
+	}
+	a.link(&r, res.Link)
+	a.prev, a.prevSent, a.havePrev = cur, res.Link.EgressBytes, true
 	if err := r.Validate(); err != nil {
 		// Our own figures out of range is a bug; never serve them.
 		a.failed(err)
@@ -234,6 +238,25 @@ func (a *Agent) Sample(ctx context.Context) {
 	a.latest.Store(&r)
 	a.loadPrefix.Store(&prefix)
 	a.sampling.Store(&samplingState{goodAt: time.Now()})
+}
+
+// link adds the link's capacity and utilisation to r: the capacity the
+// kernel knows is advertised in place of the configured one.
+func (a *Agent) link(r *Report, l Link) {
+	var advertised float64
+	if r.Capacity != nil {
+		advertised = r.Capacity.LinkBytesPerSecond
+	}
+	capacity, util := linkFigures(l, advertised, r.EgressBytesPerSecond, r.SentBytesPerSecond)
+	if capacity != advertised {
+		c := Capacity{}
+		if r.Capacity != nil {
+			c = *r.Capacity
+		}
+		c.LinkBytesPerSecond = capacity
+		r.Capacity = &c
+	}
+	r.LinkUtilisation = util
 }
 
 // failed records a sampling attempt that made no report.

@@ -12,6 +12,7 @@ type Collector struct {
 	guard *Guard
 
 	cpu, memory, requests, streams, response, egress, sent, state, failures, unauthorized, reports *prometheus.Desc
+	link, linkCapacity                                                                             *prometheus.Desc
 }
 
 // NewCollector returns a collector for a; guard may be nil.
@@ -30,6 +31,8 @@ func NewCollector(a *Agent, guard *Guard) *Collector {
 		response:     desc("response_time_seconds", "Mean time to first byte over the last sample interval."),
 		egress:       desc("egress_bytes_per_second", "Bytes sent on non-loopback interfaces per second."),
 		sent:         desc("sent_bytes_per_second", "Response body bytes served per second."),
+		link:         desc("link_utilisation", "Share of the edge's link in use over the last sample, 0 to 1 (only while the link's capacity is known)."),
+		linkCapacity: desc("link_bytes_per_second", "The edge's link capacity: the kernel's interface speed where it knows it, else the advertised one."),
 		state:        desc("state", "1 for the edge's current state.", "state"),
 		failures:     desc("sample_failures_total", "Samples that could not be taken."),
 		unauthorized: desc("unauthorized_requests_total", "Requests refused for a missing or wrong token."),
@@ -39,7 +42,7 @@ func NewCollector(a *Agent, guard *Guard) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.sent, c.state, c.failures, c.unauthorized, c.reports} {
+	for _, d := range []*prometheus.Desc{c.cpu, c.memory, c.requests, c.streams, c.response, c.egress, c.sent, c.state, c.failures, c.unauthorized, c.reports, c.link, c.linkCapacity} {
 		ch <- d
 	}
 }
@@ -57,6 +60,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.response, r.ResponseTimeSeconds)
 	gauge(c.egress, r.EgressBytesPerSecond)
 	gauge(c.sent, r.SentBytesPerSecond)
+	if r.Capacity != nil && r.Capacity.LinkBytesPerSecond > 0 {
+		gauge(c.linkCapacity, r.Capacity.LinkBytesPerSecond)
+		gauge(c.link, r.LinkUtilisation)
+	}
 	for _, s := range []State{StateReady, StateDrain, StateMaint} {
 		v := 0.0
 		if r.State == s {

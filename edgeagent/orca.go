@@ -33,11 +33,13 @@ type Load struct {
 	ResponseTimeSeconds  float64
 	EgressBytesPerSecond float64
 	SentBytesPerSecond   float64
+	LinkUtilisation      float64 // 0–1
+	StreamBytesPerSecond float64
 	Has                  LoadFields
 }
 
 // LoadFields is a set of Load's fields.
-type LoadFields uint8
+type LoadFields uint16
 
 // The fields of a Load besides Seq, which a header must carry.
 const (
@@ -48,6 +50,8 @@ const (
 	HasResponseTime
 	HasEgress
 	HasSent
+	HasLink
+	HasStreamBytes
 )
 
 // The ORCA keys of Load's fields. ORCA's own keys are used where it has
@@ -61,6 +65,8 @@ const (
 	keyResponseTime = "named_metrics.response_time_seconds"
 	keyEgress       = "named_metrics.egress_bytes_per_second"
 	keySent         = "named_metrics.sent_bytes_per_second"
+	keyLink         = "named_metrics.link_utilisation"
+	keyStreamBytes  = "named_metrics.stream_bytes_per_second"
 )
 
 // AppendLoadPrefix appends the TEXT form of rep's sampled figures to dst,
@@ -81,6 +87,10 @@ func AppendLoadPrefix(dst []byte, rep *Report) []byte {
 	dst = strconv.AppendFloat(dst, rep.EgressBytesPerSecond, 'g', 6, 64)
 	dst = append(dst, ", "+keySent+"="...)
 	dst = strconv.AppendFloat(dst, rep.SentBytesPerSecond, 'g', 6, 64)
+	dst = append(dst, ", "+keyLink+"="...)
+	dst = strconv.AppendFloat(dst, rep.LinkUtilisation, 'g', 4, 64)
+	dst = append(dst, ", "+keyStreamBytes+"="...)
+	dst = strconv.AppendFloat(dst, rep.StreamBytesPerSecond, 'g', 6, 64)
 	return append(dst, ", "+keyStreams+"="...)
 }
 
@@ -172,6 +182,10 @@ func (l *Load) field(key string) (LoadFields, *float64, float64) {
 		return HasEgress, &l.EgressBytesPerSecond, maxBytesPerSec
 	case keySent:
 		return HasSent, &l.SentBytesPerSecond, maxBytesPerSec
+	case keyLink:
+		return HasLink, &l.LinkUtilisation, 1
+	case keyStreamBytes:
+		return HasStreamBytes, &l.StreamBytesPerSecond, maxBytesPerSec
 	}
 	return 0, nil, 0
 }
@@ -258,6 +272,12 @@ func (l *Load) Apply(rep Report) Report {
 	}
 	if l.Has&HasSent != 0 {
 		rep.SentBytesPerSecond = l.SentBytesPerSecond
+	}
+	if l.Has&HasLink != 0 {
+		rep.LinkUtilisation = l.LinkUtilisation
+	}
+	if l.Has&HasStreamBytes != 0 {
+		rep.StreamBytesPerSecond = l.StreamBytesPerSecond
 	}
 	return rep
 }

@@ -14,6 +14,7 @@ func TestLoadHeaderRoundTrip(t *testing.T) {
 	rep.Seq, rep.CPUPercent, rep.MemoryPercent = 41, 33.3, 100
 	rep.RequestsPerSecond, rep.ResponseTimeSeconds = 123.456, 0.0125
 	rep.EgressBytesPerSecond, rep.SentBytesPerSecond = 9.87654e9, 1.25e6
+	rep.LinkUtilisation, rep.StreamBytesPerSecond = 0.875, 312500
 	v := string(AppendStreams(AppendLoadPrefix(nil, &rep), 17))
 	if !strings.HasPrefix(v, "TEXT cpu_utilization=0.333, mem_utilization=1, rps_fractional=123.456, named_metrics.seq=41,") ||
 		!strings.HasSuffix(v, ", named_metrics.streams=17") {
@@ -38,7 +39,9 @@ func TestLoadHeaderRoundTrip(t *testing.T) {
 	near("response time", got.ResponseTimeSeconds, want.ResponseTimeSeconds)
 	near("egress", got.EgressBytesPerSecond, want.EgressBytesPerSecond)
 	near("sent", got.SentBytesPerSecond, want.SentBytesPerSecond)
-	if l.Seq != 41 || l.Has != HasCPU|HasMemory|HasRequests|HasStreams|HasResponseTime|HasEgress|HasSent {
+	near("link", got.LinkUtilisation, want.LinkUtilisation)
+	near("stream bytes", got.StreamBytesPerSecond, want.StreamBytesPerSecond)
+	if l.Seq != 41 || l.Has != HasCPU|HasMemory|HasRequests|HasStreams|HasResponseTime|HasEgress|HasSent|HasLink|HasStreamBytes {
 		t.Errorf("seq %d, fields %b", l.Seq, l.Has)
 	}
 }
@@ -58,6 +61,10 @@ func TestParseLoadHeader(t *testing.T) {
 		{"NaN", strings.Replace(good, "0.3", "NaN", 1), ReasonMalformed},
 		{"Inf", strings.Replace(good, "0.3", "Inf", 1), ReasonMalformed},
 		{"overflow to Inf", strings.Replace(good, "=41", "=1e400", 1), ReasonInvalid},
+		{"link utilisation above 1", good + ", named_metrics.link_utilisation=1.5", ReasonInvalid},
+		{"link utilisation negative", good + ", named_metrics.link_utilisation=-0.1", ReasonInvalid},
+		{"link utilisation NaN", good + ", named_metrics.link_utilisation=NaN", ReasonMalformed},
+		{"stream bytes negative", good + ", named_metrics.stream_bytes_per_second=-1", ReasonInvalid},
 		{"hex", strings.Replace(good, "0.3", "0x1p-2", 1), ReasonMalformed},
 		{"negative", strings.Replace(good, "=17", "=-1", 1), ReasonInvalid},
 		{"cpu above 1", strings.Replace(good, "0.3", "1.5", 1), ReasonInvalid},
@@ -128,6 +135,9 @@ func FuzzParseLoadHeader(f *testing.F) {
 	f.Add("TEXT cpu_utilization=0.3, named_metrics.seq=1, eps=4")
 	f.Add("JSON {}")
 	f.Add("TEXT named_metrics.seq=1, rps_fractional=1e-400")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=0.97, named_metrics.stream_bytes_per_second=312500")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=1.0000001")
+	f.Add("TEXT named_metrics.seq=2, named_metrics.link_utilisation=0.5, named_metrics.link_utilisation=0.6")
 	f.Fuzz(func(t *testing.T, header string) {
 		l, err := ParseLoadHeader(header)
 		if err != nil {
@@ -142,7 +152,7 @@ func FuzzParseLoadHeader(f *testing.F) {
 		if err := r.Validate(); err != nil {
 			t.Fatalf("accepted %q makes an invalid report: %v", header, err)
 		}
-		if !(l.CPU >= 0 && l.CPU <= 1 && l.Memory >= 0 && l.Memory <= 1) {
+		if !(l.CPU >= 0 && l.CPU <= 1 && l.Memory >= 0 && l.Memory <= 1 && l.LinkUtilisation >= 0 && l.LinkUtilisation <= 1) {
 			t.Fatalf("accepted utilisation out of range: %+v", l)
 		}
 	})

@@ -17,7 +17,7 @@ import (
 // ignores fields it does not know, so minor versions may add fields freely;
 // removing or changing the meaning of a field needs a new major version.
 const (
-	SchemaVersion = "1.1"
+	SchemaVersion = "1.2"
 	SchemaMajor   = 1
 )
 
@@ -76,6 +76,14 @@ type Report struct {
 	// SentBytesPerSecond is the response body bytes the edge served per
 	// second over the last interval (since schema 1.1).
 	SentBytesPerSecond float64 `json:"sent_bytes_per_second,omitempty"`
+	// LinkUtilisation is the egress over the last interval against the
+	// link's capacity (Capacity.LinkBytesPerSecond), 0–1; absent when the
+	// capacity is unknown. Without an identified link (loopback only) the
+	// bytes served stand in for egress (since schema 1.2).
+	LinkUtilisation float64 `json:"link_utilisation,omitempty"`
+	// StreamBytesPerSecond is the bytes per second served per stream over
+	// the last interval (since schema 1.2).
+	StreamBytesPerSecond float64 `json:"stream_bytes_per_second,omitempty"`
 
 	// Capacity, when present, is what the balancer normalises against.
 	Capacity *Capacity `json:"capacity,omitempty"`
@@ -133,6 +141,8 @@ func (r *Report) Validate() error {
 		{"response_time_seconds", r.ResponseTimeSeconds, maxSeconds},
 		{"egress_bytes_per_second", r.EgressBytesPerSecond, maxBytesPerSec},
 		{"sent_bytes_per_second", r.SentBytesPerSecond, maxBytesPerSec},
+		{"link_utilisation", r.LinkUtilisation, 1},
+		{"stream_bytes_per_second", r.StreamBytesPerSecond, maxBytesPerSec},
 	}
 	if c := r.Capacity; c != nil {
 		checks = append(checks, []struct {

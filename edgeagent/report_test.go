@@ -74,6 +74,12 @@ func TestDecode(t *testing.T) {
 		{"empty", "", ReasonMalformed},
 		{"too large", `{"edge":"` + strings.Repeat("a", MaxReportBytes) + `"}`, ReasonTooLarge},
 		{"other major", strings.Replace(good, `"1.0"`, `"2.0"`, 1), ReasonSchema},
+		{"link utilisation", strings.Replace(good, `"seq":1`, `"seq":1,"link_utilisation":0.95,"stream_bytes_per_second":250000`, 1), ""},
+		{"link utilisation above 1", strings.Replace(good, `"seq":1`, `"seq":1,"link_utilisation":1.01`, 1), ReasonInvalid},
+		{"link utilisation negative", strings.Replace(good, `"seq":1`, `"seq":1,"link_utilisation":-0.5`, 1), ReasonInvalid},
+		{"link utilisation NaN", strings.Replace(good, `"seq":1`, `"seq":1,"link_utilisation":NaN`, 1), ReasonMalformed},
+		{"stream bytes negative", strings.Replace(good, `"seq":1`, `"seq":1,"stream_bytes_per_second":-1`, 1), ReasonInvalid},
+		{"stream bytes overflow", strings.Replace(good, `"seq":1`, `"seq":1,"stream_bytes_per_second":1e400`, 1), ReasonMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +104,8 @@ func TestDecode(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"schema":"1.0","edge":"e","timestamp":"2026-01-01T00:00:00Z","state":"drain","cpu_percent":99.9,"capacity":{"max_streams":5}}`))
 	f.Add([]byte(`{"schema":"1.2","timestamp":"2026-01-01T00:00:00Z","state":"ready","streams":1e9}`))
+	f.Add([]byte(`{"schema":"1.2","timestamp":"2026-01-01T00:00:00Z","state":"ready","link_utilisation":0.97,"stream_bytes_per_second":3e5,"capacity":{"link_bytes_per_second":1.25e8}}`))
+	f.Add([]byte(`{"schema":"1.2","timestamp":"2026-01-01T00:00:00Z","state":"ready","link_utilisation":1.5}`))
 	f.Add([]byte(`<html>`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := Decode(strings.NewReader(string(body)))
@@ -107,6 +115,9 @@ func FuzzDecode(f *testing.F) {
 		// Everything accepted must pass validation again and be in range.
 		if err := r.Validate(); err != nil {
 			t.Fatalf("accepted report fails validation: %v", err)
+		}
+		if !(r.LinkUtilisation >= 0 && r.LinkUtilisation <= 1) {
+			t.Fatalf("accepted link utilisation %g out of range", r.LinkUtilisation)
 		}
 		for _, v := range []float64{r.CPUPercent, r.MemoryPercent} {
 			if !(v >= 0 && v <= 100) {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/cpu"
 	"github.com/shirou/gopsutil/v4/mem"
-	"github.com/shirou/gopsutil/v4/net"
 	"github.com/shirou/gopsutil/v4/process"
 )
 
@@ -37,7 +34,7 @@ type Resources struct {
 	Scope         string
 	CPUPercent    float64 // since the previous sample
 	MemoryPercent float64
-	EgressBytes   uint64 // cumulative bytes sent on non-loopback interfaces
+	Link          Link // the network namespace's interfaces
 }
 
 // ResourceSampler yields resource samples; CPU is measured between calls.
@@ -56,7 +53,7 @@ func NewResourceSampler(ctx context.Context, scope string, pid int) (ResourceSam
 	if err != nil {
 		return nil, fmt.Errorf("reading host memory: %w", err)
 	}
-	net := netCounter{path: filepath.Join("/proc", strconv.Itoa(pid), "net", "dev")}
+	net := newNetCounter(pid)
 	switch scope {
 	case ScopeHost:
 		return &hostSampler{net: net}, nil
@@ -81,24 +78,6 @@ func NewResourceSampler(ctx context.Context, scope string, pid int) (ResourceSam
 	}
 	_, err = ParseScope(scope)
 	return nil, err
-}
-
-// netCounter sums bytes sent on the non-loopback interfaces of a network
-// namespace (that of the process whose /proc/PID/net/dev it reads).
-type netCounter struct{ path string }
-
-func (n netCounter) sent(ctx context.Context) (uint64, error) {
-	stats, err := net.IOCountersByFileWithContext(ctx, true, n.path)
-	if err != nil {
-		return 0, fmt.Errorf("reading network counters: %w", err)
-	}
-	var total uint64
-	for _, s := range stats {
-		if s.Name != "lo" {
-			total += s.BytesSent
-		}
-	}
-	return total, nil
 }
 
 type hostSampler struct {
@@ -128,7 +107,7 @@ func (h *hostSampler) Sample(ctx context.Context) (Resources, error) {
 	// Available counts reclaimable page cache as free: a video edge's
 	// file cache is not load.
 	r.MemoryPercent = clampPercent(float64(vm.Total-vm.Available) / float64(vm.Total) * 100)
-	r.EgressBytes, err = h.net.sent(ctx)
+	r.Link, err = h.net.read(ctx)
 	return r, err
 }
 
@@ -158,7 +137,7 @@ func (p *processSampler) Sample(ctx context.Context) (Resources, error) {
 		return r, fmt.Errorf("reading process memory: %w", err)
 	}
 	r.MemoryPercent = clampPercent(float64(info.RSS) / float64(p.hostMemory) * 100)
-	r.EgressBytes, err = p.net.sent(ctx)
+	r.Link, err = p.net.read(ctx)
 	return r, err
 }
 
@@ -191,6 +170,6 @@ func (c *cgroupSampler) Sample(ctx context.Context) (Resources, error) {
 		limit = c.hostMemory
 	}
 	r.MemoryPercent = clampPercent(float64(m.Used) / float64(limit) * 100)
-	r.EgressBytes, err = c.net.sent(ctx)
+	r.Link, err = c.net.read(ctx)
 	return r, err
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/edgetier/edgetier/edgeagent"
 	"github.com/edgetier/edgetier/internal/board"
 	"github.com/edgetier/edgetier/internal/cluster"
+	"github.com/edgetier/edgetier/internal/rank"
 	"github.com/edgetier/edgetier/internal/testenv"
 )
 
@@ -855,7 +856,8 @@ func decodeFrame(t testing.TB, data []byte) board.Frame {
 		t.Fatalf("frame = %s", data)
 	}
 	for _, e := range f.Edges {
-		if e.Tier < 0 || e.Tier > 4 || e.Score < 0 || e.Score > 100 || e.Share < 0 || e.Share > 1 || len(e.Components) != 5 {
+		if e.Tier < 0 || e.Tier > 4 || e.Score < 0 || e.Score > 100 || e.Share < 0 || e.Share > 1 || len(e.Components) != int(rank.NumComponents) ||
+			(e.LinkUtilisation != nil && !(*e.LinkUtilisation >= 0 && *e.LinkUtilisation <= 1)) {
 			t.Fatalf("edge figures out of range: %+v", e)
 		}
 		switch e.Health {

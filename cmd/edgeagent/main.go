@@ -84,8 +84,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-pid: %d is negative", o.pid)
 	}
 	for name, v := range map[string]float64{"-max-streams": o.capacity.MaxStreams, "-max-requests": o.capacity.MaxRequestsPerSecond, "-link-bytes-per-second": o.capacity.LinkBytesPerSecond} {
-		if v < 0 {
-			return o, fmt.Errorf("%s: %g is negative", name, v)
+		if !(v >= 0 && v <= 1e12) {
+			return o, fmt.Errorf("%s: %g is not a number between 0 and 1e12", name, v)
 		}
 	}
 	if o.maxResponseTime < 0 {

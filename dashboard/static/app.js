@@ -5,7 +5,7 @@
 const HISTORY = 300; // points (seconds) kept in the charts
 const TIER_COLORS = ['#263039', '#2fbf71', '#e6c229', '#f17105', '#d11149'];
 const PALETTE = ['#4aa3ff', '#2fbf71', '#e6c229', '#f17105', '#d11149', '#a06cd5', '#00b8a9', '#ff8fab', '#9ccc65', '#ffd166'];
-const COMPONENTS = ['cpu', 'memory', 'requests', 'streams', 'response_time'];
+const COMPONENTS = ['cpu', 'memory', 'requests', 'streams', 'response_time', 'bandwidth'];
 
 const $ = (id) => document.getElementById(id);
 const fmt = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
@@ -168,6 +168,7 @@ function edgeRow(e) {
   cell(tr, 'num', fmt(e.streams, 0));
   cell(tr, 'num', `${fmt(e.response_time_seconds * 1000)} ms`);
   cell(tr, 'num', fmt(e.throughput_mbps));
+  tr.appendChild(linkCell(e));
   cell(tr).appendChild(el('span', `badge s-${e.state || 'none'}`, e.state || '–'));
   const health = cell(tr);
   health.appendChild(el('span', `badge h-${e.health}`, e.health));
@@ -180,6 +181,29 @@ function edgeRow(e) {
   if (e.stale && e.report_age_seconds != null) age.appendChild(el('span', 'stale-mark', 'STALE'));
   cell(tr, 'num', `${fmt(e.share * 100, 0)} %`);
   return tr;
+}
+
+// linkCell shows the share of its link an edge uses against the link's
+// capacity, and FULL while it takes no new viewers for want of headroom.
+function linkCell(e) {
+  const td = el('td', 'link');
+  if (e.link_utilisation == null) {
+    td.textContent = '–';
+    td.title = 'link capacity unknown';
+    return td;
+  }
+  const bar = el('span', 'scorebar');
+  const fill = el('span');
+  const pct = Math.min(100, Math.max(0, e.link_utilisation * 100));
+  fill.style.width = `${pct}%`;
+  fill.style.background = e.link_headroom ? TIER_COLORS[pct < 50 ? 1 : 2] : TIER_COLORS[4];
+  bar.appendChild(fill);
+  td.appendChild(bar);
+  const cap = e.link_capacity_mbps;
+  td.appendChild(document.createTextNode(`${fmt(pct, 0)} % of ${cap >= 1000 ? `${fmt(cap / 1000, 1)} Gbps` : `${fmt(cap, 0)} Mbps`}`));
+  if (!e.link_headroom) td.appendChild(el('span', 'stale-mark', 'FULL'));
+  td.title = `${fmt(pct, 1)} % of ${fmt(cap, 0)} Mbps; ${fmt(e.stream_bytes_per_second * 8 / 1e6, 2)} Mbps per stream`;
+  return td;
 }
 
 function updateTable(frame) {

@@ -30,6 +30,9 @@ type Config struct {
 	ReportURL   string // template over {upstream_host}, {upstream_port}, {upstream}
 	Token       string
 	Scoring     rank.Scoring
+	// Headroom is the link utilisation above which an upstream takes no
+	// new viewers while another has headroom (link_headroom).
+	Headroom float64
 	// Single: always the single best (choices 1).
 	Single bool
 	// Ejection is when an upstream answering errors is taken out, and for
@@ -58,6 +61,7 @@ func DefaultConfig() *Config {
 			Capacity: rank.DefaultCapacity, Warmup: 2, StaleAfter: 3 * time.Second,
 		},
 		Ejection: rank.DefaultEjection,
+		Headroom: rank.DefaultHeadroom,
 	}
 }
 

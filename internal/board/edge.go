@@ -38,6 +38,7 @@ type Edge struct {
 	polls      atomic.Uint64
 	failures   atomic.Uint64 // mid-stream failures reported by the proxy
 	stale      atomic.Bool   // set by the janitor
+	sent       sentBytes     // response bytes the proxy read from it
 
 	inBand           [numInBandResults]atomic.Uint64
 	lastInBand       atomic.Int64 // unix nanoseconds of the latest header taken in
@@ -98,6 +99,7 @@ func (e *Edge) stop() {
 
 // setView publishes a new view and tells the subscribers.
 func (e *Edge) setView(v *rank.View) {
+	e.markSent(v)
 	e.view.Store(v)
 	e.board.changed(e.board.clock())
 }

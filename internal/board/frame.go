@@ -86,6 +86,16 @@ type EdgeFigures struct {
 	// Ramp is its slow-start factor: below 1 while a new or returning
 	// upstream ramps up to its full share.
 	Ramp float64 `json:"ramp"`
+
+	// The link: its capacity as the agent reports it (0: unknown), the
+	// share of it in use (corrected by what this balancer sent since the
+	// report; null when the capacity is unknown) and whether the edge has
+	// headroom (false: above link_headroom, so no new viewers while
+	// another has headroom).
+	LinkCapacityMbps     float64  `json:"link_capacity_mbps"`
+	LinkUtilisation      *float64 `json:"link_utilisation"`
+	LinkHeadroom         bool     `json:"link_headroom"`
+	StreamBytesPerSecond float64  `json:"stream_bytes_per_second"`
 }
 
 // FrameBuilder turns the board and the balancer's meter into frames,
@@ -165,8 +175,14 @@ func (f *FrameBuilder) Frame() []byte {
 			ef.RequestsPerSecond, ef.Streams, ef.ResponseTimeSeconds = r.RequestsPerSecond, r.Streams, r.ResponseTimeSeconds
 			ef.ThroughputMbps = r.SentBytesPerSecond * 8 / 1e6
 			ef.CapacityRequests, ef.CapacityStreams = st.Capacity.Requests, st.Capacity.Streams
+			ef.StreamBytesPerSecond = r.StreamBytesPerSecond
 			age := st.ReportAge
 			ef.ReportAgeSeconds = &age
+		}
+		ef.LinkHeadroom = st.Link.Headroom
+		if st.Link.Capacity > 0 {
+			u := st.Link.Utilisation
+			ef.LinkCapacityMbps, ef.LinkUtilisation = st.Link.Capacity*8/1e6, &u
 		}
 		switch {
 		case st.Down:

@@ -18,6 +18,7 @@ type collector struct {
 	selections, reportErrors, polls, streamFailures, upCount, latency, slow *prometheus.Desc
 	resumes, capacity, loadHeaders                                          *prometheus.Desc
 	ejected, ejections, errorRatio, answers, ramp                           *prometheus.Desc
+	link, linkHeadroom                                                      *prometheus.Desc
 }
 
 // Collector is the board's Prometheus collector.
@@ -54,13 +55,16 @@ func newCollector(b *Board) *collector {
 		answers:        desc("upstream_answers_total", "Answers the proxy had from the upstream, by outcome (ok; error: status 500 and above or a transport error before the first byte; edgetier transport only).", "upstream", "outcome"),
 		ramp:           desc("upstream_ramp_ratio", "Slow-start factor: below 1 while a new or returning upstream ramps up to its full share.", "upstream"),
 		resumes:        desc("resumes_total", "Responses whose upstream failed mid-body, by what the resume did (ok, no_edge, mismatch, failed, limit, disabled).", "outcome"),
+		link: desc("upstream_link_utilisation", "Share of its link the upstream uses, 0 to 1: its report's, corrected by what the proxy sent it since "+
+			"(edgetier transport); only for an upstream whose link capacity is known (upstream_capacity{resource=\"link_bytes_per_second\"}).", "upstream"),
+		linkHeadroom: desc("upstream_link_headroom", "1 while the upstream's link utilisation is at most link_headroom, 0 above it: it then takes no new viewers while another upstream has headroom.", "upstream"),
 	}
 }
 
 func (c *collector) all() []*prometheus.Desc {
 	return []*prometheus.Desc{c.score, c.tier, c.load, c.age, c.stale, c.down, c.trusted, c.state,
 		c.selections, c.reportErrors, c.polls, c.streamFailures, c.upCount, c.resumes, c.latency, c.slow, c.capacity, c.loadHeaders,
-		c.ejected, c.ejections, c.errorRatio, c.answers, c.ramp}
+		c.ejected, c.ejections, c.errorRatio, c.answers, c.ramp, c.link, c.linkHeadroom}
 }
 
 // Describe implements prometheus.Collector.
@@ -123,6 +127,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.answers, st.Answers-st.Errors, "ok")
 		counter(c.answers, st.Errors, "error")
 		gauge(c.ramp, st.Ramp)
+		if st.Link.Capacity > 0 {
+			gauge(c.capacity, st.Link.Capacity, "link_bytes_per_second")
+			gauge(c.link, st.Link.Utilisation)
+		}
+		gauge(c.linkHeadroom, boolFloat(st.Link.Headroom))
 	}
 }
 

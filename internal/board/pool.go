@@ -55,6 +55,7 @@ func (p *Pool) Replan() *rank.Plan {
 	ep := p.b.planning()
 	j := p.b.judge(ep.clock)
 	now := j.Now
+	cfg := p.b.cfg.Load()
 	in := make([]rank.Input, len(p.ups))
 	for i, u := range p.ups {
 		in[i] = rank.Input{Available: u.Available(), InFlight: u.NumRequests()}
@@ -63,6 +64,7 @@ func (p *Pool) Replan() *rank.Plan {
 			in[i].View = e.view.Load()
 			in[i].Slow, in[i].Probation = e.latency.slow.Load(), e.latency.probation.Load()
 			in[i].Ejected, in[i].RampSince = e.outcomes.ejectedUntil.Load() != 0, e.outcomes.rampSince.Load()
+			in[i].Full = e.full(in[i].View, now, cfg)
 		}
 	}
 	pl := rank.Build(in, j)

@@ -25,6 +25,7 @@ type Status struct {
 	InFlight   int
 	Report     *edgeagent.Report
 	Slow       bool
+	Link       Link
 	Latency    rank.Latency
 	Selections [rank.NumKinds]uint64
 	// Ejected: taken out for its errors, for EjectedFor more seconds.
@@ -41,7 +42,7 @@ type Status struct {
 // Status is the upstream's status at now.
 func (e *Edge) Status(now time.Time) Status {
 	st := Status{Upstream: e.dial, ReportAge: -1, Stale: true, InFlight: e.inFlight(),
-		Slow: e.latency.slow.Load(), Latency: e.latency.current()}
+		Slow: e.latency.slow.Load(), Latency: e.latency.current(), Link: Link{Headroom: true}}
 	for k := range e.selections {
 		st.Selections[k] = e.selections[k].Load()
 	}
@@ -65,6 +66,7 @@ func (e *Edge) Status(now time.Time) Status {
 	st.Capacity = v.Capacity
 	st.Components[rank.Streams] = v.StreamsAt(st.InFlight)
 	st.Score = v.Corrected(st.InFlight)
+	st.Link = e.link(v, now.UnixNano(), cfg.Headroom)
 	if st.Trusted {
 		st.Tier = v.TierAt(st.Score, cfg.Scoring.Thresholds)
 	}

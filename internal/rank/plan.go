@@ -28,6 +28,9 @@ type Input struct {
 	// RampSince is when the board saw it become available again (unix
 	// nanoseconds), for slow start; 0: not ramping.
 	RampSince int64
+	// Full: its link has no headroom (Headroom); no viewers while another
+	// upstream can serve.
+	Full bool
 }
 
 // Judge is what the board knows beside the upstreams' views, loaded once
@@ -145,7 +148,7 @@ func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
 		if !u.Available || (u.Ejected && !withEjected) {
 			continue
 		}
-		if (u.Slow || (u.Probation && u.InFlight > 0)) && !withSlow {
+		if (u.Slow || u.Full || (u.Probation && u.InFlight > 0)) && !withSlow {
 			slowSkipped = true
 			continue
 		}

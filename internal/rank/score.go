@@ -17,11 +17,12 @@ const (
 	Requests
 	Streams
 	ResponseTime
+	Bandwidth // link utilisation
 	NumComponents
 )
 
 // ComponentNames label the components in metrics and JSON.
-var ComponentNames = [NumComponents]string{"cpu", "memory", "requests", "streams", "response_time"}
+var ComponentNames = [NumComponents]string{"cpu", "memory", "requests", "streams", "response_time", "bandwidth"}
 
 // Components are a report's figures normalised to 0–100.
 type Components [NumComponents]float64
@@ -30,8 +31,10 @@ type Components [NumComponents]float64
 type Weights [NumComponents]float64
 
 // DefaultWeights are the original design's: CPU 30 %, memory 25 %,
-// request rate 20 %, streams 15 %, response time 10 %.
-var DefaultWeights = Weights{0.30, 0.25, 0.20, 0.15, 0.10}
+// request rate 20 %, streams 15 %, response time 10 %, and bandwidth 0:
+// a full link is kept off by the headroom rule (Headroom), not by the
+// score, so the original formula and its tiers stand.
+var DefaultWeights = Weights{0.30, 0.25, 0.20, 0.15, 0.10, 0}
 
 // Thresholds are the upper score bounds of tiers 1, 2 and 3.
 type Thresholds [3]float64
@@ -79,6 +82,7 @@ func Normalise(r *edgeagent.Report, c Capacity) Components {
 		Requests:     Clamp100(100 * r.RequestsPerSecond / c.Requests),
 		Streams:      Clamp100(100 * r.Streams / c.Streams),
 		ResponseTime: Clamp100(100 * r.ResponseTimeSeconds / c.ResponseTime),
+		Bandwidth:    Clamp100(100 * LinkUtilisation(r)),
 	}
 }
 

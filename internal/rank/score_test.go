@@ -55,7 +55,7 @@ func TestKeepHysteresis(t *testing.T) {
 }
 
 func TestNormaliseAndScore(t *testing.T) {
-	rep := &edgeagent.Report{CPUPercent: 50, MemoryPercent: 40, RequestsPerSecond: 100, Streams: 50, ResponseTimeSeconds: 0.25}
+	rep := &edgeagent.Report{Schema: "1.2", CPUPercent: 50, MemoryPercent: 40, RequestsPerSecond: 100, Streams: 50, ResponseTimeSeconds: 0.25, LinkUtilisation: 0.95}
 	tests := []struct {
 		name      string
 		capacity  Capacity
@@ -63,9 +63,10 @@ func TestNormaliseAndScore(t *testing.T) {
 		wantComp  Components
 		wantScore float64
 	}{
-		{"defaults", DefaultCapacity, DefaultWeights, Components{50, 40, 50, 50, 50}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
-		{"clamped to capacity", Capacity{Streams: 10, Requests: 10, ResponseTime: 0.1}, DefaultWeights, Components{50, 40, 100, 100, 100}, 0.30*50 + 0.25*40 + 0.45*100},
-		{"cpu only", DefaultCapacity, Weights{1, 0, 0, 0, 0}, Components{50, 40, 50, 50, 50}, 50},
+		{"defaults: the original formula", DefaultCapacity, DefaultWeights, Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
+		{"clamped to capacity", Capacity{Streams: 10, Requests: 10, ResponseTime: 0.1}, DefaultWeights, Components{50, 40, 100, 100, 100, 95}, 0.30*50 + 0.25*40 + 0.45*100},
+		{"cpu only", DefaultCapacity, Weights{1, 0, 0, 0, 0}, Components{50, 40, 50, 50, 50, 95}, 50},
+		{"bandwidth weighed", DefaultCapacity, Weights{0.25, 0.20, 0.15, 0.10, 0.10, 0.20}, Components{50, 40, 50, 50, 50, 95}, 0.25*50 + 0.20*40 + 0.15*50 + 0.10*50 + 0.10*50 + 0.20*95},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +114,7 @@ func TestCorrectedStreams(t *testing.T) {
 
 func TestCheckWeightsAndThresholds(t *testing.T) {
 	nan := math.NaN()
-	for _, w := range []Weights{{0.5, 0.5, 0, 0, 0.1}, {nan, 0, 0, 0, 1}, {-0.1, 0.1, 0, 0, 1}, {math.Inf(1), 0, 0, 0, 0}} {
+	for _, w := range []Weights{{0.5, 0.5, 0, 0, 0.1}, {nan, 0, 0, 0, 1}, {-0.1, 0.1, 0, 0, 1}, {math.Inf(1), 0, 0, 0, 0}, {0.3, 0.25, 0.2, 0.15, 0.1, 0.1}, {0.3, 0.25, 0.2, 0.15, 0.1, -0.1}} {
 		if CheckWeights(w) == nil {
 			t.Errorf("CheckWeights(%v) accepted", w)
 		}
