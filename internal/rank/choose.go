@@ -163,7 +163,7 @@ func (l *Least) draw(k int) {
 func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	if l.ties == 1 && pl.Mode == ModeTiers && !pl.Lone {
 		// The usual case: one least busy candidate, still in its planned tier.
-		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameLoadUpTo {
+		if a := &pl.Candidates[l.pair[0]]; a.inFlightAt(l.least) <= int(a.sameTierUpTo) {
 			return int(l.pair[0]), a.kind, true
 		}
 	}

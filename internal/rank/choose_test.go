@@ -453,15 +453,16 @@ func TestCandidateSpan(t *testing.T) {
 				t.Fatalf("plan = %+v, want one candidate", pl)
 			}
 			c := pl.Candidates[0]
+			upTo := int(c.sameTierUpTo)
 			if _, tier := c.judge(pl.th, 0); tier != c.tier {
 				t.Errorf("tier with none in flight = %d, planned %d", tier, c.tier)
 			}
-			if _, tier := c.judge(pl.th, c.sameTierUpTo); tier != c.tier {
-				t.Errorf("tier with %d in flight = %d, want %d", c.sameTierUpTo, tier, c.tier)
+			if _, tier := c.judge(pl.th, upTo); tier != c.tier {
+				t.Errorf("tier with %d in flight = %d, want %d", upTo, tier, c.tier)
 			}
-			if c.sameTierUpTo < 1<<20 {
-				if _, tier := c.judge(pl.th, c.sameTierUpTo+1); tier == c.tier {
-					t.Errorf("tier with %d in flight is still %d: the span ends too early", c.sameTierUpTo+1, tier)
+			if upTo < 1<<20 {
+				if _, tier := c.judge(pl.th, upTo+1); tier == c.tier {
+					t.Errorf("tier with %d in flight is still %d: the span ends too early", upTo+1, tier)
 				}
 			}
 		})

@@ -104,14 +104,13 @@ type Candidate struct {
 	ramp uint16
 	// tier is its tier with none of the proxy's requests in flight, kept
 	// up to sameTierUpTo of them: Choose need not judge it then.
-	tier         Tier
-	kind         Kind // when chosen from tier, and for the fallback modes
-	sameTierUpTo int
+	tier Tier
+	kind Kind // when chosen from tier, and for the fallback modes
 	// cost weighs its requests in flight against the other candidates':
 	// about how many times less than the largest it can take (1 for those
 	// within CostRatio of it, and for those without an estimate).
-	cost         int
-	sameLoadUpTo int     // Load(sameTierUpTo)
+	cost         int32
+	sameTierUpTo int32
 	Score        float64 // when planned
 	view         *View   // trusted; nil: counted as average
 	average      float64 // for an upstream without a view
@@ -171,7 +170,9 @@ func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
 			continue
 		}
 		c.Score, _ = c.judge(j.Thresholds, u.InFlight)
-		c.tier, c.sameTierUpTo = c.span(j.Thresholds)
+		var upTo int
+		c.tier, upTo = c.span(j.Thresholds)
+		c.sameTierUpTo = int32(upTo)
 		c.kind = KindOf(c.tier)
 		if c.view == nil {
 			c.kind = KindUnknown
@@ -225,9 +226,8 @@ func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
 		c.special = c.Probation || c.single || c.lone || c.ramp != 0
 		c.cost = 1
 		if c.view != nil && c.view.EstimatedRequests > 0 && largest >= CostRatio*c.view.EstimatedRequests {
-			c.cost = int(math.Round(largest / c.view.EstimatedRequests))
+			c.cost = int32(min(math.Round(largest/c.view.EstimatedRequests), maxCost))
 		}
-		c.sameLoadUpTo = c.Load(c.sameTierUpTo)
 	}
 	return pl
 }
@@ -243,14 +243,17 @@ const CostRatio = 3
 // them: an edge that can take a tenth of the others' requests counts each
 // of its requests in flight ten times, so a starved edge idling because it is kept
 // off does not win every request by having the fewest in flight.
-func (c *Candidate) Load(inflight int) int { return (inflight + 1) * c.cost }
+func (c *Candidate) Load(inflight int) int { return (inflight + 1) * int(c.cost) }
+
+// maxCost bounds a candidate's cost: past it, its requests weigh alike.
+const maxCost = 1 << 10
 
 // inFlightAt is the requests in flight that make load.
 func (c *Candidate) inFlightAt(load int) int {
 	if c.cost == 1 { // nearly always: no division on the hot path
 		return load - 1
 	}
-	return load/c.cost - 1
+	return load/int(c.cost) - 1
 }
 
 // plan takes, for the tier rule, the candidates of tier lo, with the next
@@ -404,7 +407,7 @@ func (c *Candidate) span(th Thresholds) (Tier, int) {
 
 // tierAt is the candidate's tier with inflight of the proxy's requests on it.
 func (c *Candidate) tierAt(th Thresholds, inflight int) Tier {
-	if inflight <= c.sameTierUpTo {
+	if inflight <= int(c.sameTierUpTo) {
 		return c.tier
 	}
 	_, t := c.judge(th, inflight)
