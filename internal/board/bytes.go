@@ -14,6 +14,7 @@ import (
 type sentBytes struct {
 	total atomic.Uint64
 	mark  atomic.Pointer[sentMark]
+	full  atomic.Bool // without headroom at the last judgement
 }
 
 // sentMark is the count at a report.
@@ -78,12 +79,14 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 		sent = rank.Sent{Bytes: e.sent.total.Load() - m.bytes, RateThen: m.rateThen, Elapsed: time.Duration(max(now-m.at, 0))}
 	}
 	l.Utilisation = rank.LinkAt(v, sent)
-	l.Headroom = rank.Headroom(l.Utilisation, limit)
+	l.Headroom = rank.Headroom(l.Utilisation, limit, e.sent.full.Load())
 	return l
 }
 
 // full reports whether the upstream, trusted and fresh at now with view v,
 // has no link headroom: the plan leaves it out while another can serve.
 func (e *Edge) full(v *rank.View, now int64, cfg *Config) bool {
-	return v.Code(now, int64(cfg.Scoring.StaleAfter)) == rank.CodeTrusted && !e.link(v, now, cfg.Headroom).Headroom
+	full := v.Code(now, int64(cfg.Scoring.StaleAfter)) == rank.CodeTrusted && !e.link(v, now, cfg.Headroom).Headroom
+	e.sent.full.Store(full)
+	return full
 }

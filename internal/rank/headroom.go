@@ -54,7 +54,7 @@ type Sent struct {
 
 // LinkAt is v's link utilisation corrected by what this balancer sent the
 // upstream since its report, as in-flight counts correct streams: the
-// reported figure plus the change of the balancer's own rate since, and
+// reported figure plus the rise of the balancer's own rate since, and
 // never less than the balancer's rate alone, since the report or in the
 // interval before it (which a report sampled before the poll may not
 // hold yet). The rate since the report is taken over an agent's interval
@@ -69,10 +69,27 @@ func LinkAt(v *View, sent Sent) float64 {
 	window := max(sent.Elapsed, time.Duration(v.Report.IntervalSeconds*float64(time.Second)), time.Second)
 	rate := float64(sent.Bytes) / window.Seconds()
 	reported := LinkUtilisation(&v.Report)
-	return min(max(reported+(rate-sent.RateThen)/link, rate/link, sent.RateThen/link, 0), 1)
+	// Only what this balancer added counts: what it stopped sending is not
+	// free until a report says so, since the other flows on the link (TCP
+	// takes what is free) fill it at once.
+	return min(max(reported+max(rate-sent.RateThen, 0)/link, rate/link, sent.RateThen/link, 0), 1)
 }
 
+// HeadroomBand is how far below the limit a full link's utilisation must
+// fall before it has headroom again: a link kept near its limit would
+// otherwise flip at every sample, taking a crowd each time.
+const HeadroomBand = 0.05
+
 // Headroom reports whether an upstream whose corrected link utilisation
-// is util has room for another viewer: not above limit (a limit of 1
-// turns the rule off).
-func Headroom(util, limit float64) bool { return util <= limit }
+// is util has room for another viewer: not above limit, or, for one
+// without headroom until now (full), not above limit less HeadroomBand.
+// A limit of 1 turns the rule off.
+func Headroom(util, limit float64, full bool) bool {
+	switch {
+	case limit >= 1:
+		return true
+	case full:
+		return util <= limit-HeadroomBand
+	}
+	return util <= limit
+}

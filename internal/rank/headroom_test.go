@@ -49,7 +49,7 @@ func TestLinkAt(t *testing.T) {
 		{"a burst since the report counts at once", view(0.5, 100e6), Sent{Bytes: 45e6, Elapsed: 500 * time.Millisecond}, 0.95},
 		{"over a short window the rate is taken over an interval", view(0, 100e6), Sent{Bytes: 10e6, Elapsed: 10 * time.Millisecond}, 0.1},
 		{"an edge claiming an idle link while we fill it is not believed", view(0, 100e6), Sent{Bytes: 190e6, Elapsed: 2 * time.Second, RateThen: 95e6}, 0.95},
-		{"less than before", view(0.9, 100e6), Sent{Bytes: 20e6, Elapsed: time.Second, RateThen: 60e6}, 0.6},
+		{"less than before: not free until a report says so (other flows take it)", view(0.9, 100e6), Sent{Bytes: 20e6, Elapsed: time.Second, RateThen: 60e6}, 0.9},
 		{"a burst just before the report counts while the report may not hold it", view(0.1, 100e6), Sent{RateThen: 95e6}, 0.95},
 		{"never above 1", view(0.9, 100e6), Sent{Bytes: 500e6, Elapsed: time.Second}, 1},
 		{"no link capacity: as reported", view(0, 0), Sent{Bytes: 500e6, Elapsed: time.Second}, 0},
@@ -112,10 +112,15 @@ func TestHeadroomRule(t *testing.T) {
 func TestHeadroom(t *testing.T) {
 	for _, tt := range []struct {
 		util, limit float64
-		want        bool
-	}{{0.5, 0.9, true}, {0.9, 0.9, true}, {0.91, 0.9, false}, {1, 1, true}, {0.2, 0, false}, {0, 0, true}} {
-		if got := Headroom(tt.util, tt.limit); got != tt.want {
-			t.Errorf("Headroom(%g, %g) = %v, want %v", tt.util, tt.limit, got, tt.want)
+		full, want  bool
+	}{
+		{0.5, 0.9, false, true}, {0.9, 0.9, false, true}, {0.91, 0.9, false, false}, {1, 1, false, true},
+		{0.2, 0, false, false}, {0, 0, false, true},
+		// A full link has headroom again only clearly below the limit.
+		{0.88, 0.9, true, false}, {0.85, 0.9, true, true}, {1, 1, true, true},
+	} {
+		if got := Headroom(tt.util, tt.limit, tt.full); got != tt.want {
+			t.Errorf("Headroom(%g, %g, full %v) = %v, want %v", tt.util, tt.limit, tt.full, got, tt.want)
 		}
 	}
 }
