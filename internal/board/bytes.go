@@ -86,7 +86,13 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 // full reports whether the upstream, trusted and fresh at now with view v,
 // has no link headroom: the plan leaves it out while another can serve.
 func (e *Edge) full(v *rank.View, now int64, cfg *Config) bool {
-	full := v.Code(now, int64(cfg.Scoring.StaleAfter)) == rank.CodeTrusted && !e.link(v, now, cfg.Headroom).Headroom
+	if v.Code(now, int64(cfg.Scoring.StaleAfter)) != rank.CodeTrusted {
+		// A full link stays full until a fresh report says otherwise: an
+		// agent whose polls time out behind it must not turn it into an
+		// upstream of average load with nothing in flight.
+		return e.sent.full.Load()
+	}
+	full := !e.link(v, now, cfg.Headroom).Headroom
 	e.sent.full.Store(full)
 	return full
 }

@@ -120,24 +120,38 @@ type Candidate struct {
 // Build plans the choice among a pool's upstreams.
 func Build(in []Input, j *Judge) *Plan {
 	withEjected := panics(in, j.MaxEjected)
-	pl := build(in, j, false, withEjected)
+	pl := build(in, j, admitNone, withEjected)
 	if pl.Mode == ModeNone && pl.Candidates != nil {
-		// Only clearly slower upstreams can serve: slow beats nothing.
-		pl = build(in, j, true, withEjected)
+		// Only clearly slower upstreams, or full links, can serve: slow
+		// beats nothing, and a slow edge with link headroom beats a full
+		// link.
+		if pl = build(in, j, admitSlow, withEjected); pl.Mode == ModeNone {
+			pl = build(in, j, admitFull, withEjected)
+		}
 	}
 	if pl.Mode == ModeNone && !withEjected && slices.ContainsFunc(in, func(u Input) bool { return u.Ejected && u.Available }) {
 		// Only ejected upstreams can serve: they serve (panic).
 		withEjected = true
-		pl = build(in, j, true, true)
+		pl = build(in, j, admitFull, true)
 	}
 	pl.Panic = withEjected
 	return pl
 }
 
-// build plans without the slow upstreams unless withSlow, and without the
-// ejected ones unless withEjected; a ModeNone plan with non-nil (empty)
-// Candidates says slow ones were left out.
-func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
+// admit is which of the upstreams kept off while others can serve a plan
+// takes in.
+type admit uint8
+
+const (
+	admitNone admit = iota // neither slow ones nor full links
+	admitSlow              // the slow ones (and those on probation), not full links
+	admitFull              // all of them
+)
+
+// build plans with the upstreams kept off that adm admits, and without
+// the ejected ones unless withEjected; a ModeNone plan with non-nil
+// (empty) Candidates says some were kept off.
+func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	sc.reset()
@@ -147,7 +161,7 @@ func build(in []Input, j *Judge, withSlow, withEjected bool) *Plan {
 		if !u.Available || (u.Ejected && !withEjected) {
 			continue
 		}
-		if (u.Slow || u.Full || (u.Probation && u.InFlight > 0)) && !withSlow {
+		if (u.Full && adm < admitFull) || ((u.Slow || (u.Probation && u.InFlight > 0)) && adm < admitSlow) {
 			slowSkipped = true
 			continue
 		}
