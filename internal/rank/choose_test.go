@@ -236,7 +236,7 @@ func TestChoose(t *testing.T) {
 			p.age(0, 2*time.Second)
 			p.report(1, 30, ready, 2)
 			p.report(2, 35, ready, 2)
-			p.in[0].InFlight, p.in[2].InFlight = 3, 1
+			p.in[0].InFlight, p.in[2].InFlight = 1, 1 // within the lead LoneLoad allows
 		}, []check{none(0), near(1, 1, 0), none(2)}},
 		{"within a tier and equal in flight, the lower score wins", 2, nil, false, func(p *testPool) {
 			p.report(0, 5, ready, 2)
