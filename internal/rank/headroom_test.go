@@ -79,7 +79,10 @@ func TestHeadroomRule(t *testing.T) {
 		{"every edge full: they all serve", []float64{5, 40}, []bool{true, true}, nil, nil, []int{0}},
 		{"the only one with headroom is unavailable", []float64{5, 40}, []bool{true, false}, nil, []bool{true, false}, []int{0}},
 		{"none full: the tier rule", []float64{5, 40, 40}, nil, nil, nil, []int{0, 1, 2}},
-		{"full and slow beside each other", []float64{5, 40}, []bool{true, false}, []bool{false, true}, nil, []int{0}},
+		// The slow edge has headroom: the full link stays out (a slow
+		// edge serves where nothing else can, a full link after it).
+		{"full and slow beside each other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{false, true}, nil, []int{1}},
+		{"full and slow on one edge, slow on the other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{true, true}, nil, []int{1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
