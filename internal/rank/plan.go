@@ -239,7 +239,11 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		c.ramp = rampOdds(Ramp(in[c.Index].RampSince, j.Now, j.SlowStart), len(pl.Candidates))
 		c.special = c.Probation || c.single || c.lone || c.ramp != 0
 		c.cost = 1
-		if c.view != nil && c.view.EstimatedRequests > 0 && largest >= CostRatio*c.view.EstimatedRequests {
+		// An edge whose report shows it idle has room now, whatever it
+		// could take when busy: its requests weigh alike, so a recovered
+		// edge has its share back at once.
+		if c.view != nil && c.view.EstimatedRequests > 0 && c.view.Report.CPUPercent >= 100*CalibrationFloor &&
+			largest >= CostRatio*c.view.EstimatedRequests {
 			c.cost = int32(min(math.Round(largest/c.view.EstimatedRequests), maxCost))
 		}
 	}
