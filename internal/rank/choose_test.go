@@ -327,6 +327,13 @@ func TestChoose(t *testing.T) {
 			p.serving(2, 50, 200)
 			p.in[1].InFlight, p.in[2].InFlight = 3, 4
 		}, []check{none(0), near(1, 1, 0), none(2)}},
+		{"in flight weighs by capacity: an edge that can take little but reports idle has room now", 3, streamsOnly, false, func(p *testPool) {
+			p.serving(0, 100, 20)
+			p.serving(0, 5, 1)
+			p.serving(1, 50, 200)
+			p.serving(2, 50, 200)
+			p.in[1].InFlight, p.in[2].InFlight = 3, 4
+		}, []check{near(0, 1, 0)}},
 		{"in flight weighs by capacity: past its weight the edge that can take little serves", 3, streamsOnly, false, func(p *testPool) {
 			p.serving(0, 100, 20)
 			p.serving(1, 50, 200)
