@@ -93,14 +93,6 @@ func (l *latency) current() rank.Latency {
 	return rank.Latency{}
 }
 
-// ObserveLatency records the time to first byte of a request to dial,
-// sent with inflight of ours in flight to it.
-func (b *Board) ObserveLatency(dial string, d time.Duration, inflight int) {
-	if e := b.edge(dial); e != nil {
-		e.latency.observe(d, inflight)
-	}
-}
-
 // judgeLatencies refreshes every upstream's measures and marks the clearly
 // slower ones (each tick; rotate starts a window): slower in the answers
 // the proxy saw, or in its agent's answers to the polls.
