@@ -13,6 +13,7 @@ import (
 // sample is what one run of one arm measured.
 type sample struct {
 	ttfb    []time.Duration
+	chunks  []time.Duration // the whole download of each
 	bytes   int64
 	elapsed time.Duration
 	errors  int
@@ -99,6 +100,7 @@ func play(sys *system, bases []string, players int, warm, d time.Duration) *samp
 						mu.Lock()
 						if ok && !t0.Before(start) { // requests of the warm-up are not measured
 							s.ttfb = append(s.ttfb, ttfb)
+							s.chunks = append(s.chunks, time.Since(t0))
 							s.bytes += n
 							edge := resp.Header.Get("X-Edge")
 							s.perEdge[edge]++

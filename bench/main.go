@@ -27,6 +27,9 @@ type options struct {
 	rounds   int
 	duration time.Duration
 	players  int
+	viewers  int     // paced viewers; 0: load × the measured capacity
+	load     float64 // the share of the healthy system's capacity the paced viewers take
+	viewing  time.Duration
 	only     string // scenario keys to run, e.g. "s"; "" runs all
 	arms     string // comma-separated arms to run; "" runs each scenario's
 }
@@ -39,12 +42,14 @@ func main() {
 	flag.IntVar(&o.players, "players", 24, "concurrent players")
 	flag.StringVar(&o.only, "scenarios", "", "run only these scenarios, e.g. \"s\" or \"abe\" (for development: the goals need them all)")
 	flag.StringVar(&o.arms, "arms", "", "run only these arms, e.g. \"tiered,least_conn\" (for development)")
+	flag.IntVar(&o.viewers, "viewers", 0, "paced viewers (default: -load of the capacity measured at the start)")
+	flag.Float64Var(&o.load, "load", 0.7, "the paced viewers' share of the healthy system's capacity")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
 	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 6s, or 4s with -quick)")
 	flag.Parse()
-	o.rounds, o.duration = 3, 6*time.Second
+	o.rounds, o.duration, o.viewing = 3, 6*time.Second, 8*time.Second
 	if o.quick {
-		o.rounds, o.duration = 1, 4*time.Second
+		o.rounds, o.duration, o.viewing = 1, 4*time.Second, 6*time.Second
 	}
 	if *rounds > 0 {
 		o.rounds = *rounds

@@ -21,6 +21,7 @@ import (
 // round's figure, and the arm's p99 ratio to least_conn round by round.
 type armStats struct {
 	p50, p99, mbps        spread
+	chunkP99              spread // ms, the whole download
 	errors                int
 	share                 map[string]float64
 	ratioP50, ratioP99    spread
@@ -29,13 +30,14 @@ type armStats struct {
 
 func statsOf(r *scenarioResult, name string) armStats {
 	var st armStats
-	var p50, p99, mbps, rp50, rp99, rrr, rtp []float64
+	var p50, p99, mbps, cp99, rp50, rp99, rrr, rtp []float64
 	total := 0
 	st.share = map[string]float64{}
 	for i, s := range r.samples[name] {
 		p50 = append(p50, ms(s.percentile(0.5)))
 		p99 = append(p99, ms(s.percentile(0.99)))
 		mbps = append(mbps, s.throughputMBps())
+		cp99 = append(cp99, ms(quantile(s.chunks, 0.99)))
 		st.errors += s.errors
 		for e, n := range s.perEdge {
 			st.share[e] += float64(n)
@@ -54,7 +56,7 @@ func statsOf(r *scenarioResult, name string) armStats {
 	for e := range st.share {
 		st.share[e] /= float64(max(total, 1))
 	}
-	st.p50, st.p99, st.mbps = spreadOf(p50), spreadOf(p99), spreadOf(mbps)
+	st.p50, st.p99, st.mbps, st.chunkP99 = spreadOf(p50), spreadOf(p99), spreadOf(mbps), spreadOf(cp99)
 	st.ratioP50, st.ratioP99, st.ratioRR, st.ratioThrough = spreadOf(rp50), spreadOf(rp99), spreadOf(rrr), spreadOf(rtp)
 	return st
 }
@@ -82,6 +84,21 @@ round's ` + "`least_conn`" + ` (or ` + "`round_robin`" + `), shown as median [mi
 going to the edges themselves, round robin: the ceiling without a balancer hop.
 
 `)
+	if res.viewers > 0 {
+		fmt.Fprintf(&b, `**Paced viewers.** After the greedy players, each round runs %d paced viewers through each of the
+viewer arms, for %s after %s of unmeasured start (they join over its first two thirds). `, res.viewers, o.viewing, viewerWarmup)
+		if res.capacity > 0 {
+			fmt.Fprintf(&b, "The healthy system delivered %.0f MB/s to the greedy players through `least_conn` at the start of the run; the viewers' number is set so that they take %.0f %% of that. ", res.capacity, 100*o.load)
+		}
+		fmt.Fprintf(&b, `Each plays a title at its bitrate (read from its moov; %.2f Mbit/s on average), starts once it holds %s of media,
+fetches %s of media per Range request to keep its buffer between %s and %s, resumes after a stall at %s, seeks
+about once in 20 s of play, and zaps to another title after 6–14 s. Startup is from joining a title to playing;
+the rebuffer ratio is stall time over watch time (playing or stalled); "viewers stalled" is the share of viewers
+with any stall; a chunk's time is its whole download. Startups, stalls and chunks are counted in the measured
+window only. Medians over rounds [min–max].
+
+`, 8*res.bitrate/1e6, startAt, chunkPlay, lowMark, highMark, startAt)
+	}
 	goals := []string{}
 	check := func(ok bool, text string) {
 		mark := "met"
@@ -98,15 +115,23 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 		if r.rounds != o.rounds {
 			fmt.Fprintf(&b, "Over %d rounds: from one round to the next, an arm's p99 varies by up to 15 %% and its throughput by a few per cent on this shared machine, as much as the goal's margin.\n\n", r.rounds)
 		}
-		b.WriteString("| arm | p50 TTFB ms | p99 TTFB ms | MB/s | errors | share edge-1 / 2 / 3 | p99 vs least_conn | p50 vs least_conn |\n|---|---|---|---|---|---|---|---|\n")
-		for _, name := range r.arms {
-			st := statsOf(r, name)
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f / %.0f / %.0f %% | %s | %s |\n", name,
-				fmtSpread(st.p50, 1), fmtSpread(st.p99, 1), st.mbps.median, st.errors,
-				100*st.share["edge-1"], 100*st.share["edge-2"], 100*st.share["edge-3"],
-				fmtSpread(st.ratioP99, 2), fmtSpread(st.ratioP50, 2))
+		if len(r.arms) > 0 {
+			b.WriteString("| arm | p50 TTFB ms | p99 TTFB ms | p99 chunk ms | MB/s | errors | share edge-1 / 2 / 3 | p99 vs least_conn | p50 vs least_conn |\n|---|---|---|---|---|---|---|---|---|\n")
+			for _, name := range r.arms {
+				st := statsOf(r, name)
+				fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %d | %.0f / %.0f / %.0f %% | %s | %s |\n", name,
+					fmtSpread(st.p50, 1), fmtSpread(st.p99, 1), st.chunkP99.median, st.mbps.median, st.errors,
+					100*st.share["edge-1"], 100*st.share["edge-2"], 100*st.share["edge-3"],
+					fmtSpread(st.ratioP99, 2), fmtSpread(st.ratioP50, 2))
+			}
+			b.WriteString("\n")
 		}
-		b.WriteString("\n")
+		if len(r.views) > 0 {
+			viewTable(&b, r, res.viewers)
+		}
+		if len(r.link) > 0 {
+			fmt.Fprintf(&b, "edge-1's own reports while tiered's viewers watched: link utilisation median %.2f (%d reports read, 4 a second).\n\n", spreadOf(r.link).median, len(r.link))
+		}
 		if r.key == "c" && len(r.scores) > 0 {
 			fmt.Fprintf(&b, "The %s board at the end of each round, from the balancer's `/metrics` (`edgetier_upstream_score`, `edgetier_upstream_tier`), from the edges' reports alone: edge-1 is the starved one.\n\n", policyOnly)
 			for i, bs := range r.scores {
@@ -138,6 +163,12 @@ going to the edges themselves, round robin: the ceiling without a balancer hop.
 			check(t.ratioP99.median <= 0.8, fmt.Sprintf("(d) p99 ≤ 0.8× least_conn: %.2f×", t.ratioP99.median))
 		case "s":
 			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("saturation throughput ≥ 0.97× least_conn: %.3f× (rounds %.2f–%.2f)", t.ratioThrough.median, t.ratioThrough.lo, t.ratioThrough.hi))
+		}
+		if r.key != "s" && len(r.samples["tiered"]) > 0 {
+			check(t.ratioThrough.median >= 0.97, fmt.Sprintf("(%s) greedy players' throughput ≥ 0.97× least_conn: %.3f×", r.key, t.ratioThrough.median))
+		}
+		if len(r.views["tiered"]) > 0 && len(r.views["least_conn"]) > 0 {
+			viewerGoals(r, check)
 		}
 	}
 	if len(res.herding) > 0 {

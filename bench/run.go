@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -15,9 +16,15 @@ import (
 type scenario struct {
 	key, title string
 	impair     func(*system) error
-	players    int
+	players    int      // greedy players; 0: no greedy phase
 	arms       []string // nil: every arm
 	rounds     int      // 0: the run's rounds
+	// viewerArms are the arms paced viewers watch through in each round
+	// (watch), after the greedy ones.
+	viewerArms []string
+	// linkOf, when set, is the edge whose reported link utilisation is
+	// sampled while tiered's viewers watch.
+	linkOf *int
 }
 
 type scenarioResult struct {
@@ -25,6 +32,11 @@ type scenarioResult struct {
 	arms       []string
 	rounds     int
 	samples    map[string][]*sample // by arm, one per round
+	viewerArms []string
+	views      map[string][]*viewing // by arm, one per round
+	// link holds the sampled link utilisation reports of the scenario's
+	// linkOf edge while tiered's viewers watched.
+	link []float64
 	// scores holds, for the policy-only arm, its board's scores at the
 	// end of each round (from the balancer's Prometheus metrics).
 	scores [][]boardScore
@@ -36,6 +48,12 @@ type herdResult struct {
 }
 
 type results struct {
+	// capacity is what the healthy system delivered to greedy players
+	// through least_conn (MB/s); viewers is the paced viewers' number,
+	// set from it.
+	capacity float64
+	viewers  int
+	bitrate  float64 // the library's mean, bytes per second
 	scenarios []*scenarioResult
 	herding   []*herdResult
 }
@@ -56,8 +74,9 @@ func run(o options) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &results{}
+	res := &results{bitrate: sys.bitrate()}
 	reset := func(s *system) error {
+		s.edges = s.loop
 		if err := s.balancers.SetQuota(0); err != nil {
 			return err
 		}
@@ -68,24 +87,68 @@ func run(o options) (*results, error) {
 		}
 		return nil
 	}
+	if err := reset(sys); err != nil {
+		return nil, err
+	}
+	if err := sys.configure(time.Second, false); err != nil {
+		return nil, err
+	}
+	res.viewers = o.viewers
+	if o.viewers == 0 {
+		// The healthy system's capacity: what greedy players get through
+		// least_conn. The viewers take o.load of it.
+		s := play(sys, []string{sys.base("least_conn")}, o.players, warmup, 4*time.Second)
+		res.capacity = s.throughputMBps()
+		// A viewer fetches more than its bitrate: what it buffered when it
+		// zaps or seeks is thrown away. So the number is set from what a
+		// first guess of viewers took, half the number at the bitrate
+		// alone, so that the guess does not fill the system.
+		guess := int(math.Round(o.load * res.capacity * 1e6 / res.bitrate / 2))
+		v := watch(sys, []string{sys.base("least_conn")}, guess, viewerWarmup, o.viewing, 0)
+		res.viewers = int(math.Round(float64(guess) * o.load * res.capacity / v.throughputMBps()))
+		log.Printf("capacity: %.0f MB/s through least_conn; %d viewers took %.0f MB/s at %.2f Mbit/s each: %d viewers take %.0f %% of it",
+			res.capacity, guess, v.throughputMBps(), 8*res.bitrate/1e6, res.viewers, 100*o.load)
+	}
+	viewerArms := []string{"tiered", policyOnly, "least_conn", "round_robin"}
+	// linked is the first linked scenario's set-up: the edges behind
+	// links, started once.
+	linked := func(s *system) error {
+		if err := reset(s); err != nil {
+			return err
+		}
+		if s.linked == nil {
+			if err := s.startLinked(); err != nil {
+				return err
+			}
+		}
+		s.edges = s.linked
+		return nil
+	}
+	// offered is what the viewers take, in bytes per second.
+	offered := float64(res.viewers) * res.bitrate
+	if res.capacity > 0 {
+		offered = o.load * res.capacity * 1e6
+	}
+	const unshaped = 1.25e9                       // 10 Gbit/s: a link no viewer load here fills
+	first := 0
 	scenarios := []scenario{
 		// (a) runs twice the rounds: its goal is a ratio of p99s within
 		// 5 %, and one round's p99 ratio varies by ±15 % on this shared
 		// machine.
-		{"a", "all edges equal", reset, o.players, nil, o.rounds * 2},
-		{"b", "one edge slowed (+50 ms per response)", func(s *system) error {
+		{key: "a", title: "all edges equal", impair: reset, players: o.players, rounds: o.rounds * 2, viewerArms: viewerArms},
+		{key: "b", title: "one edge slowed (+50 ms per response)", impair: func(s *system) error {
 			if err := reset(s); err != nil {
 				return err
 			}
 			return s.impair(0, 1, 50*time.Millisecond)
-		}, o.players, nil, 0},
-		{"c", "one edge starved of CPU (cgroup quota 5 % of a CPU)", func(s *system) error {
+		}, players: o.players, viewerArms: viewerArms},
+		{key: "c", title: "one edge starved of CPU (cgroup quota 5 % of a CPU)", impair: func(s *system) error {
 			if err := reset(s); err != nil {
 				return err
 			}
 			return s.impair(0, 0.05, 0)
-		}, o.players, nil, 0},
-		{"d", "two of three edges impaired (one starved, one slowed)", func(s *system) error {
+		}, players: o.players, viewerArms: viewerArms},
+		{key: "d", title: "two of three edges impaired (one starved, one slowed)", impair: func(s *system) error {
 			if err := reset(s); err != nil {
 				return err
 			}
@@ -93,17 +156,37 @@ func run(o options) (*results, error) {
 				return err
 			}
 			return s.impair(1, 1, 50*time.Millisecond)
-		}, o.players, nil, 0},
+		}, players: o.players, viewerArms: viewerArms},
 		// Saturation runs only the goal's two arms, over more rounds: an
 		// arm's throughput varies by 3-5 % from round to round on this
 		// shared machine, as much as the goal's margin, and only many
 		// rounds bound the median.
-		{"s", fmt.Sprintf("saturation: the balancer held to %.2g CPU, all edges equal, three times the players", balancerCPUs), func(s *system) error {
+		{key: "s", title: fmt.Sprintf("saturation: the balancer held to %.2g CPU, all edges equal, three times the players", balancerCPUs), impair: func(s *system) error {
 			if err := reset(s); err != nil {
 				return err
 			}
 			return s.balancers.SetQuota(balancerCPUs)
-		}, 3 * o.players, []string{"tiered", policyOnly, "least_conn"}, o.rounds * 10 / 3},
+		}, players: 3 * o.players, arms: []string{"tiered", policyOnly, "least_conn"}, rounds: o.rounds * 10 / 3},
+		// The link scenarios: each edge in a network namespace of its own,
+		// behind a veth pair; paced viewers only, whose chunks cross the
+		// links. In (f) edge-1's link carries half of its third of the
+		// viewers' bytes, and its agent is told so; the others' are not
+		// shaped.
+		{key: "f", title: fmt.Sprintf("one edge's link capped (%.0f Mbit/s, half its third of the viewers' bytes)", 8*offered/6/1e6), impair: func(s *system) error {
+			if err := linked(s); err != nil {
+				return err
+			}
+			return s.setLinks([]float64{offered / 6, 0, 0}, []float64{offered / 6, unshaped, unshaped})
+		}, viewerArms: viewerArms, linkOf: &first},
+		// (g): edge-1 has three times the link of the others; the viewers
+		// take 80 % of the three links.
+		{key: "g", title: fmt.Sprintf("one edge with three times the link of the others (%.0f / %.0f / %.0f Mbit/s; the viewers offer 80 %%)", 8*offered*3/4/1e6, 8*offered/4/1e6, 8*offered/4/1e6), impair: func(s *system) error {
+			if err := linked(s); err != nil {
+				return err
+			}
+			l := offered / 4
+			return s.setLinks([]float64{3 * l, l, l}, []float64{3 * l, l, l})
+		}, viewerArms: viewerArms},
 	}
 	for _, sc := range scenarios {
 		if !o.runs(sc.key) {
@@ -116,12 +199,17 @@ func run(o options) (*results, error) {
 		if err := sys.configure(time.Second, false); err != nil {
 			return nil, err
 		}
-		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}}
+		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}, views: map[string][]*viewing{}}
 		var arms []arm
 		for _, a := range sys.arms {
-			if (sc.arms == nil || slices.Contains(sc.arms, a.name)) && o.runsArm(a.name) {
+			if sc.players > 0 && (sc.arms == nil || slices.Contains(sc.arms, a.name)) && o.runsArm(a.name) {
 				arms = append(arms, a)
 				r.arms = append(r.arms, a.name)
+			}
+		}
+		for _, name := range sc.viewerArms {
+			if o.runsArm(name) {
+				r.viewerArms = append(r.viewerArms, name)
 			}
 		}
 		rounds := o.rounds
@@ -134,8 +222,8 @@ func run(o options) (*results, error) {
 			// be repeated): no arm always follows the same one, whose
 			// traffic the edges' load reports still show in the first
 			// seconds of the next.
-			order := rand.New(rand.NewPCG(uint64(round), uint64(sc.key[0]))).Perm(len(arms))
-			for _, k := range order {
+			rng := rand.New(rand.NewPCG(uint64(round), uint64(sc.key[0])))
+			for _, k := range rng.Perm(len(arms)) {
 				a := arms[k]
 				var bases []string
 				if a.base != "" {
@@ -153,6 +241,26 @@ func run(o options) (*results, error) {
 				}
 				log.Printf("  round %d %-16s p50 %6.1f ms  p99 %7.1f ms  %7.1f MB/s  errors %d  %v", round+1, a.name,
 					ms(s.percentile(0.5)), ms(s.percentile(0.99)), s.throughputMBps(), s.errors, s.perEdge)
+			}
+			// Paced viewers, in three rounds at most: their figures are
+			// per viewer, and each round has hundreds.
+			if round >= o.rounds {
+				continue
+			}
+			for _, k := range rng.Perm(len(r.viewerArms)) {
+				name := r.viewerArms[k]
+				var stopSampling func() []float64
+				if sc.linkOf != nil && name == "tiered" {
+					stopSampling = sys.sampleLink(sys.edges[*sc.linkOf])
+				}
+				v := watch(sys, []string{sys.base(name)}, res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]))
+				r.views[name] = append(r.views[name], v)
+				if stopSampling != nil {
+					r.link = append(r.link, stopSampling()...)
+				}
+				log.Printf("  round %d %-16s viewers: startup p50 %4.0f p95 %5.0f ms  rebuffering %.2f %%  stalled %4.1f %%  chunk p99 %5.0f ms  %5.1f MB/s  errors %d  %v",
+					round+1, name, ms(quantile(v.startups, 0.5)), ms(quantile(v.startups, 0.95)), 100*v.rebufferRatio(), 100*v.stalledShare(),
+					ms(quantile(v.chunks, 0.99)), v.throughputMBps(), v.errors, v.perEdge)
 			}
 		}
 		res.scenarios = append(res.scenarios, r)
@@ -201,3 +309,7 @@ const balancerCPUs = 0.5
 
 // warmup is the unmeasured traffic that starts each arm's measurement.
 const warmup = time.Second
+
+// viewerWarmup is the paced viewers' unmeasured start: they join over
+// its first two thirds, and most have reached their high mark by its end.
+const viewerWarmup = 4 * time.Second

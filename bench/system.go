@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -21,7 +22,10 @@ import (
 // dial (a delay proxy in front of it when the edge is slowed).
 type edge struct {
 	name   string
+	host   string // what it binds
 	port   int
+	ns     *cluster.Netns // its network namespace, for an edge behind a link
+	link   float64        // the link bytes per second it advertises; 0: none
 	caddy  *cluster.Caddy
 	group  *cluster.CgroupV1
 	delay  *delayProxy
@@ -56,7 +60,9 @@ type system struct {
 	o       options
 	dir     string
 	files   []video
-	edges   []*edge
+	edges   []*edge // the ones the balancers use: loop or linked
+	loop    []*edge // on loopback
+	linked  []*edge // each behind a link of its own (startLinked)
 	lb, lb2 *cluster.Caddy
 	nginx   *exec.Cmd
 	// balancers holds the Caddy balancers: no limit, except in the
@@ -69,8 +75,19 @@ type system struct {
 }
 
 type video struct {
-	path string
-	size int64
+	path     string
+	size     int64
+	duration time.Duration // from its moov
+}
+
+// bitrate is the library's mean bitrate in bytes per second: what a paced
+// viewer takes.
+func (s *system) bitrate() float64 {
+	var b float64
+	for _, f := range s.files {
+		b += float64(f.size) / f.duration.Seconds()
+	}
+	return b / float64(len(s.files))
 }
 
 type arm struct {
@@ -96,7 +113,7 @@ func start(o options) (*system, error) {
 		return s, err
 	}
 	for i := 1; i <= 3; i++ {
-		e := &edge{name: fmt.Sprintf("edge-%d", i)}
+		e := &edge{name: fmt.Sprintf("edge-%d", i), host: "127.0.0.1"}
 		if e.port, err = cluster.FreePort(); err != nil {
 			return s, err
 		}
@@ -106,8 +123,9 @@ func start(o options) (*system, error) {
 		if err := e.group.SetQuota(1); err != nil {
 			return s, err
 		}
-		admin, _ := cluster.FreePort()
-		e.caddy, err = cluster.StartCaddy(o.caddy, filepath.Join(dir, e.name), fmt.Sprintf("127.0.0.1:%d", admin), s.edgeConfig(e, admin, time.Second), cluster.Options{Wrap: e.group.Wrap()})
+		port, _ := cluster.FreePort()
+		admin := fmt.Sprintf("127.0.0.1:%d", port)
+		e.caddy, err = cluster.StartCaddy(o.caddy, filepath.Join(dir, e.name), admin, s.edgeConfig(e, admin, time.Second), cluster.Options{Wrap: e.group.Wrap()})
 		if err != nil {
 			return s, err
 		}
@@ -115,8 +133,9 @@ func start(o options) (*system, error) {
 			return s, err
 		}
 		e.public = fmt.Sprintf("127.0.0.1:%d", e.port)
-		s.edges = append(s.edges, e)
+		s.loop = append(s.loop, e)
 	}
+	s.edges = s.loop
 	return s, nil
 }
 
@@ -135,26 +154,36 @@ func (s *system) makeLibrary() error {
 		if err != nil {
 			return err
 		}
-		s.files = append(s.files, video{path: "/" + filepath.Base(path), size: st.Size()})
+		d, err := mp4Duration(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		s.files = append(s.files, video{path: "/" + filepath.Base(path), size: st.Size(), duration: d})
 	}
 	return nil
 }
 
-func (s *system) edgeConfig(e *edge, admin int, interval time.Duration) string {
+// edgeConfig is an edge's Caddyfile: on host:port, its agent reporting at
+// interval, advertising link bytes per second (0: none).
+func (s *system) edgeConfig(e *edge, admin string, interval time.Duration) string {
+	capacity := ""
+	if e.link > 0 {
+		capacity = fmt.Sprintf("\n\t\tcapacity {\n\t\t\tlink_bandwidth %.0f\n\t\t}", e.link)
+	}
 	return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
+	admin %s
 	auto_https off
 }
 http://:%d {
-	bind 127.0.0.1
+	bind %s
 	edge_agent %s {
 		scope cgroup
-		interval %s
+		interval %s%s
 	}
 	root * %s
 	file_server
 }
-`, admin, e.port, e.name, interval, s.dir)
+`, admin, e.port, e.host, e.name, interval, capacity, s.dir)
 }
 
 // policyOnly is the arm of lb_policy tiered without the edgetier transport.
@@ -167,7 +196,7 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 	var reports strings.Builder
 	for _, e := range s.edges {
 		ups = append(ups, e.public)
-		fmt.Fprintf(&reports, "\t\t\tupstream %s {\n\t\t\t\treport_url http://127.0.0.1:%d/_edgetier/load\n\t\t\t}\n", e.public, e.port)
+		fmt.Fprintf(&reports, "\t\t\tupstream %s {\n\t\t\t\treport_url http://%s/_edgetier/load\n\t\t\t}\n", e.public, net.JoinHostPort(e.host, strconv.Itoa(e.port)))
 	}
 	policies := []struct{ name, policy string }{
 		{"tiered", fmt.Sprintf("tiered {\n\t\t\tpool two\n\t\t\tinterval %s\n%s\t\t}", interval, reports.String())},
@@ -331,7 +360,8 @@ func (s *system) stop() {
 			c.Stop()
 		}
 	}
-	for _, e := range s.edges {
+	s.stopLinked()
+	for _, e := range s.loop {
 		if e.caddy != nil {
 			e.caddy.Stop()
 		}
@@ -346,6 +376,16 @@ func (s *system) stop() {
 		_ = s.balancers.Remove()
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// base is the URL prefix of the named arm.
+func (s *system) base(name string) string {
+	for _, a := range s.arms {
+		if a.name == name {
+			return a.base
+		}
+	}
+	panic("bench: no arm " + name)
 }
 
 func adminPortOf(c *cluster.Caddy) int {

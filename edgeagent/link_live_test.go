@@ -81,7 +81,7 @@ func sink(t *testing.T, ns *testenv.Netns, addr string) string {
 // left out; with the link idle it measures it idle.
 func TestAgentMeasuresShapedLink(t *testing.T) {
 	edge, viewer := testenv.VethPair(t)
-	edge.Shape(t, "200mbit")
+	edge.Shape(t, 200e6)
 	const link = 200e6 / 8
 
 	pid := processIn(t, edge)

@@ -28,7 +28,7 @@ import (
 func TestFullLinkGetsNoViewers(t *testing.T) {
 	caddyBin := testenv.Caddy(t)
 	edgeNS, sinkNS := testenv.VethPair(t)
-	edgeNS.Shape(t, "50mbit")
+	edgeNS.Shape(t, 50e6)
 	_, inside := edgeNS.LinkHost(t)
 	const link = 50e6 / 8
 	lib := library(t)

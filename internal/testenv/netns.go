@@ -4,20 +4,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/edgetier/edgetier/internal/cluster"
 )
 
-// Netns is a network namespace a test made, with one end of a veth pair.
-type Netns struct {
-	Name string // as `ip netns` knows it
-	Dev  string // its end of the veth pair
-	Addr string // that end's IPv4 address
-}
+// Netns is a network namespace a test made (see cluster.Netns).
+type Netns struct{ *cluster.Netns }
 
 var pairs atomic.Int32
 
@@ -36,12 +30,8 @@ func VethPair(t testing.TB) (a, b *Netns) {
 	n := pairs.Add(1)
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, n)
 	a, b = newNetns(t, id+"a"), newNetns(t, id+"b")
-	a.Dev, a.Addr = "etv"+id+"a", fmt.Sprintf("10.213.%d.1", n)
-	b.Dev, b.Addr = "etv"+id+"b", fmt.Sprintf("10.213.%d.2", n)
-	Run(t, "ip", "link", "add", a.Dev, "netns", a.Name, "type", "veth", "peer", "name", b.Dev, "netns", b.Name)
-	for _, ns := range []*Netns{a, b} {
-		ns.Run(t, "ip", "addr", "add", ns.Addr+"/30", "dev", ns.Dev)
-		ns.Run(t, "ip", "link", "set", ns.Dev, "up")
+	if err := cluster.Join(a.Netns, b.Netns, "etv"+id+"a", "etv"+id+"b", fmt.Sprintf("10.213.%d.1", n), fmt.Sprintf("10.213.%d.2", n)); err != nil {
+		t.Fatal(err)
 	}
 	return a, b
 }
@@ -57,62 +47,33 @@ func LoopbackOnly(t testing.TB) *Netns {
 	return newNetns(t, fmt.Sprintf("%d%dl", os.Getpid()%100000, pairs.Add(1)))
 }
 
-// newNetns makes the namespace edgetier-<id> with loopback up.
+// newNetns makes the namespace edgetier-<id> with loopback up, removed
+// when the test ends.
 func newNetns(t testing.TB, id string) *Netns {
 	t.Helper()
-	ns := &Netns{Name: "edgetier-" + id}
-	Run(t, "ip", "netns", "add", ns.Name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns.Name).Run() })
-	ns.Run(t, "ip", "link", "set", "lo", "up")
-	return ns
+	ns, err := cluster.NewNetns(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Remove() })
+	return &Netns{ns}
 }
 
 // Run runs a command and fails the test if it fails.
 func Run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
 
-// Run runs a command in the namespace and fails the test if it fails.
-func (n *Netns) Run(t testing.TB, name string, args ...string) {
+// Shape limits what the namespace's end of the pair sends to rate bits
+// per second with a token bucket.
+func (n *Netns) Shape(t testing.TB, rate float64) {
 	t.Helper()
-	Run(t, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
-}
-
-// Command is a command to be run in the namespace.
-func (n *Netns) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
-}
-
-// Shape limits what the namespace's end of the pair sends to rate (as tc
-// writes it, e.g. 200mbit) with a token bucket.
-func (n *Netns) Shape(t testing.TB, rate string) {
-	t.Helper()
-	n.Run(t, "tc", "qdisc", "replace", "dev", n.Dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
-}
-
-// Do runs fn on an OS thread in the namespace: sockets fn opens belong to
-// the namespace for good. The thread is discarded afterwards.
-func (n *Netns) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, in another namespace, dies with the goroutine.
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + n.Name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", n.Name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	if err := n.Netns.Shape(rate); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // LinkHost joins the namespace to this process's own with another veth
@@ -122,13 +83,15 @@ func (n *Netns) LinkHost(t testing.TB) (host, inside string) {
 	t.Helper()
 	k := pairs.Add(1)
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, k)
-	here, there := "eth"+id+"h", "eth"+id+"n"
+	here := "eth" + id + "h"
 	host, inside = fmt.Sprintf("10.214.%d.1", k), fmt.Sprintf("10.214.%d.2", k)
-	Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", n.Name)
+	// The namespace keeps its first pair as its Dev: LinkHost is a side door.
+	dev, addr := n.Dev, n.Addr
+	err := n.Netns.LinkHost(here, "eth"+id+"n", host, inside)
+	n.Dev, n.Addr = dev, addr
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", here).Run() })
-	Run(t, "ip", "addr", "add", host+"/30", "dev", here)
-	Run(t, "ip", "link", "set", here, "up")
-	n.Run(t, "ip", "addr", "add", inside+"/30", "dev", there)
-	n.Run(t, "ip", "link", "set", there, "up")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return host, inside
 }

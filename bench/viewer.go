@@ -1,0 +1,292 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// The buffer a paced viewer keeps, in media time, as a browser player
+// does (hls.js and dash.js fetch to a goal and idle above it). The marks
+// are small so that a run reaches its steady state within seconds.
+const (
+	startAt   = 2 * time.Second // playing starts, and resumes after a stall, with this much buffered
+	lowMark   = 4 * time.Second // under it the viewer fetches
+	highMark  = 6 * time.Second // and fetches up to it
+	chunkPlay = time.Second     // each request asks for this much media
+)
+
+// viewing is what paced viewers felt in one run of one arm, counted over
+// the measured window only.
+type viewing struct {
+	viewers  int
+	startups []time.Duration // per title started in the window; one unstarted by its end counts what it waited
+	seeks    []time.Duration // wait from a seek to playing again
+	stalled  time.Duration   // time with an empty buffer, after playing started
+	watched  time.Duration   // time playing or stalled
+	stalls   int
+	stallers int // viewers with any stall in the window
+	chunks   []time.Duration
+	ttfb     []time.Duration
+	bytes    int64
+	elapsed  time.Duration
+	errors   int
+	perEdge  map[string]int64 // bytes by edge
+}
+
+// rebufferRatio is stall time over watch time.
+func (v *viewing) rebufferRatio() float64 {
+	if v.watched <= 0 {
+		return 0
+	}
+	return float64(v.stalled) / float64(v.watched)
+}
+
+func (v *viewing) stalledShare() float64 { return float64(v.stallers) / float64(max(v.viewers, 1)) }
+
+func (v *viewing) throughputMBps() float64 { return float64(v.bytes) / 1e6 / v.elapsed.Seconds() }
+
+func quantile(v []time.Duration, p float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// watch runs paced viewers against bases (spread over them) for warm and
+// then d. Each viewer plays a title at its bitrate (from its moov), from
+// the start, for 6–14 s of wall time, then zaps to another; it fetches a
+// second of media at a time to keep its buffer between the marks, and
+// seeks about once in 20 s of play. Viewers join spread over the first
+// two thirds of warm, so the window sees players in every phase. Viewers
+// of the same seed behave alike (the same titles, stays and seeks), so
+// arms of a round are compared on the same demand.
+func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed uint64) *viewing {
+	v := &viewing{viewers: viewers, perEdge: map[string]int64{}}
+	var mu sync.Mutex
+	transport := &http.Transport{MaxIdleConnsPerHost: viewers, DisableCompression: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	begin := time.Now()
+	start := begin.Add(warm)
+	deadline := start.Add(d)
+	// in is how much of [a, b) lies in the measured window.
+	in := func(a, b time.Time) time.Duration {
+		if a.Before(start) {
+			a = start
+		}
+		if b.After(deadline) {
+			b = deadline
+		}
+		return max(0, b.Sub(a))
+	}
+	var wg sync.WaitGroup
+	for p := range viewers {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(p), seed))
+			time.Sleep(time.Duration(rng.Int64N(int64(warm) * 2 / 3)))
+			base := bases[p%len(bases)]
+			var pl viewer
+			for time.Now().Before(deadline) {
+				f := sys.files[rng.IntN(len(sys.files))]
+				pl.zap(f, time.Now(), time.Duration(6e9+rng.Int64N(8e9)))
+				for !pl.done(time.Now()) && time.Now().Before(deadline) {
+					if wait := pl.idle(); wait > 0 {
+						time.Sleep(min(wait, time.Until(deadline)))
+						pl.advance(time.Now(), in)
+						continue
+					}
+					off, end := pl.next()
+					req, _ := http.NewRequest(http.MethodGet, base+f.path, nil)
+					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
+					t0 := time.Now()
+					resp, err := client.Do(req)
+					var n int64
+					var ttfb time.Duration
+					ok := false
+					if err == nil {
+						ttfb = time.Since(t0)
+						n, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						ok = err == nil && resp.StatusCode == http.StatusPartialContent && n == end-off+1
+					}
+					now := time.Now()
+					if !t0.Before(start) && t0.Before(deadline) {
+						mu.Lock()
+						if ok {
+							v.ttfb = append(v.ttfb, ttfb)
+							v.chunks = append(v.chunks, now.Sub(t0))
+							v.bytes += n
+							v.perEdge[resp.Header.Get("X-Edge")] += n
+						} else {
+							v.errors++
+						}
+						mu.Unlock()
+					}
+					if !ok {
+						break // the player gives up on the title, and zaps
+					}
+					pl.advance(now, in)
+					pl.got(now, in)
+					if pl.playing && rng.Float64() < float64(chunkPlay)/float64(20*time.Second) {
+						pl.seek(now, time.Duration(rng.Int64N(int64(f.duration))))
+					}
+				}
+				pl.advance(time.Now(), in)
+				pl.leave(in, start, deadline)
+			}
+			mu.Lock()
+			v.startups = append(v.startups, pl.startups...)
+			v.seeks = append(v.seeks, pl.seeks...)
+			v.stalled += pl.stalled
+			v.watched += pl.watched
+			v.stalls += pl.stalls
+			if pl.stalls > 0 {
+				v.stallers++
+			}
+			mu.Unlock()
+		}(p)
+	}
+	wg.Wait()
+	v.elapsed = deadline.Sub(start)
+	return v
+}
+
+// viewer is one paced player's state on the media timeline of the title
+// it watches.
+type viewer struct {
+	f                video
+	joined, leaveAt  time.Time
+	started, playing bool
+	seeking          bool
+	since            time.Time     // the wall time pos was taken at; or when the stall or the seek began
+	pos, buffered    time.Duration // playhead; end of the buffered media (from pos on)
+	filling          bool
+	// over the measured window
+	startups, seeks []time.Duration
+	stalled         time.Duration
+	watched         time.Duration
+	stalls          int
+}
+
+func (p *viewer) zap(f video, now time.Time, stay time.Duration) {
+	p.f, p.joined, p.leaveAt = f, now, now.Add(stay)
+	p.started, p.playing, p.seeking, p.filling = false, false, false, true
+	p.pos, p.buffered, p.since = 0, 0, now
+}
+
+// done: the viewer leaves the title when its stay is over or the title
+// has played to its end.
+func (p *viewer) done(now time.Time) bool {
+	return !now.Before(p.leaveAt) || (p.started && p.pos >= p.f.duration)
+}
+
+// advance plays from since to now, stalling where the buffer runs out.
+func (p *viewer) advance(now time.Time, in func(a, b time.Time) time.Duration) {
+	if !p.playing {
+		return
+	}
+	played := now.Sub(p.since)
+	if p.pos+played >= p.buffered && p.buffered < p.f.duration {
+		empty := p.since.Add(p.buffered - p.pos)
+		p.watched += in(p.since, empty)
+		if in(empty, empty.Add(1)) > 0 {
+			p.stalls++
+		}
+		p.pos, p.playing, p.since = p.buffered, false, empty
+		return
+	}
+	p.watched += in(p.since, now)
+	p.pos, p.since = min(p.pos+played, p.f.duration), now
+}
+
+// idle is how long the viewer can wait before it must fetch again.
+func (p *viewer) idle() time.Duration {
+	ahead := p.buffered - p.pos - p.playedSince()
+	if p.buffered >= p.f.duration { // all fetched: it watches to the end, or leaves
+		return min(time.Until(p.leaveAt), ahead) + time.Millisecond
+	}
+	if ahead < lowMark || !p.playing {
+		p.filling = true
+	}
+	if ahead >= highMark {
+		p.filling = false
+	}
+	if p.filling {
+		return 0
+	}
+	return ahead - lowMark + time.Millisecond
+}
+
+func (p *viewer) playedSince() time.Duration {
+	if !p.playing {
+		return 0
+	}
+	return time.Since(p.since)
+}
+
+// next is the byte range of the next chunk: media time maps to bytes at
+// the title's mean bitrate.
+func (p *viewer) next() (off, end int64) {
+	at := func(t time.Duration) int64 { return int64(float64(p.f.size) * float64(t) / float64(p.f.duration)) }
+	off = at(p.buffered)
+	end = min(at(p.buffered+chunkPlay), p.f.size) - 1
+	return off, end
+}
+
+// got takes in a chunk that arrived at now.
+func (p *viewer) got(now time.Time, in func(a, b time.Time) time.Duration) {
+	p.buffered = min(p.buffered+chunkPlay, p.f.duration)
+	if p.playing || (p.buffered-p.pos < startAt && p.buffered < p.f.duration) {
+		return
+	}
+	switch {
+	case !p.started:
+		p.started = true
+		if in(p.joined, p.joined.Add(1)) > 0 {
+			p.startups = append(p.startups, now.Sub(p.joined))
+		}
+	case p.seeking:
+		p.seeking = false
+		if in(p.since, p.since.Add(1)) > 0 {
+			p.seeks = append(p.seeks, now.Sub(p.since))
+		}
+	default: // a stall ends
+		p.stalled += in(p.since, now)
+		p.watched += in(p.since, now)
+	}
+	p.playing, p.since = true, now
+}
+
+// seek jumps to media time to: what was buffered is dropped.
+func (p *viewer) seek(now time.Time, to time.Duration) {
+	p.pos, p.buffered, p.playing, p.seeking, p.since = to, to, false, true, now
+}
+
+// leave ends the title: a start or a stall still waiting counts what it
+// has waited within the window.
+func (p *viewer) leave(in func(a, b time.Time) time.Duration, start, deadline time.Time) {
+	now := time.Now()
+	switch {
+	case !p.started:
+		if !p.joined.Before(start) && p.joined.Before(deadline) {
+			end := now
+			if end.After(deadline) {
+				end = deadline
+			}
+			p.startups = append(p.startups, end.Sub(p.joined))
+		}
+	case !p.playing && !p.seeking:
+		p.stalled += in(p.since, now)
+		p.watched += in(p.since, now)
+	}
+	p.playing = false
+}
