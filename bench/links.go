@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -14,51 +13,62 @@ import (
 )
 
 // startLinked starts three more edges, each in a cgroup and a network
-// namespace of its own (the bench's own test hosts), joined to this one by
-// a veth pair whose edge end tc shapes: the edges of the link scenarios.
-// Their viewers' bytes cross that link, as they would an edge's uplink.
+// namespace of its own: the edges of the link scenarios.
 func (s *system) startLinked() error {
 	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("b%d%d", os.Getpid()%100000, i)
-		ns, err := cluster.NewNetns(id)
+		e, err := s.linkedEdge(fmt.Sprintf("edge-%d", i), "linked", i, 1)
+		if e != nil {
+			s.linked = append(s.linked, e)
+		}
 		if err != nil {
 			return err
-		}
-		e := &edge{name: fmt.Sprintf("edge-%d", i), port: 8080, ns: ns}
-		s.linked = append(s.linked, e)
-		host, inside := fmt.Sprintf("10.215.%d.1", i), fmt.Sprintf("10.215.%d.2", i)
-		if err := ns.LinkHost("et"+id+"h", "et"+id+"n", host, inside); err != nil {
-			return err
-		}
-		e.host = inside
-		e.public = net.JoinHostPort(inside, strconv.Itoa(e.port))
-		if e.group, err = cluster.NewCgroupV1(fmt.Sprintf("edgetier-bench-%d-linked-%s", os.Getpid(), e.name)); err != nil {
-			return err
-		}
-		if err := e.group.SetQuota(1); err != nil {
-			return err
-		}
-		admin := net.JoinHostPort(inside, "2019")
-		e.caddy, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "linked-"+e.name), admin, s.edgeConfig(e, admin, time.Second),
-			cluster.Options{Wrap: e.group.Wrap() + ns.Wrap()})
-		if err != nil {
-			return fmt.Errorf("%s in %s: %w", e.name, ns.Name, err)
 		}
 	}
 	return nil
+}
+
+// linkedEdge starts an edge in a cgroup and in network namespace k of the
+// bench's own test hosts, joined to this one by a veth pair (10.215.k.1
+// here, 10.215.k.2 there) whose edge end tc can shape (setLinks): its
+// viewers' bytes cross that link, as they would an edge's uplink. An
+// edge it returns owns the namespace (stopLinked removes it).
+func (s *system) linkedEdge(name, set string, k int, quota float64) (*edge, error) {
+	id := fmt.Sprintf("b%d%d", os.Getpid()%100000, k)
+	ns, err := cluster.NewNetns(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.LinkHost("et"+id+"h", "et"+id+"n", fmt.Sprintf("10.215.%d.1", k), fmt.Sprintf("10.215.%d.2", k)); err != nil {
+		_ = ns.Remove()
+		return nil, err
+	}
+	e, err := s.newEdge(name, set, ns, quota)
+	if e == nil {
+		_ = ns.Remove()
+	}
+	return e, err
 }
 
 // setLinks shapes each linked edge's link to rates[i] bytes per second (0:
 // unshaped) and has its agent advertise advertised[i].
 func (s *system) setLinks(rates, advertised []float64) error {
 	for i, e := range s.linked {
-		if err := e.ns.Shape(8 * rates[i]); err != nil {
+		if err := s.setLink(e, rates[i], advertised[i]); err != nil {
 			return err
 		}
-		e.link = advertised[i]
-		if err := e.caddy.Reload(s.edgeConfig(e, e.caddy.Admin, time.Second)); err != nil {
-			return fmt.Errorf("%s: %w", e.name, err)
-		}
+	}
+	return nil
+}
+
+// setLink shapes an edge's link to rate bytes per second (0: unshaped)
+// and has its agent advertise advertised.
+func (s *system) setLink(e *edge, rate, advertised float64) error {
+	if err := e.ns.Shape(8 * rate); err != nil {
+		return err
+	}
+	e.link = advertised
+	if err := e.caddy.Reload(s.edgeConfig(e, e.admin, time.Second)); err != nil {
+		return fmt.Errorf("%s: %w", e.name, err)
 	}
 	return nil
 }

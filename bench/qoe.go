@@ -60,17 +60,36 @@ func viewStatsOf(r *scenarioResult, name string) viewStats {
 }
 
 // viewTable is the scenario's paced-viewer table.
-func viewTable(b *strings.Builder, r *scenarioResult, viewers int) {
-	fmt.Fprintf(b, "Paced viewers (%d), %d round(s):\n\n", viewers, len(r.views["least_conn"]))
-	b.WriteString("| arm | startup p50 ms | startup p95 ms | rebuffering % | viewers stalled % | seek p95 ms | chunk p50 ms | chunk p99 ms | TTFB p99 ms | MB/s | errors | bytes edge-1 / 2 / 3 | startup p95 vs least_conn | chunk p99 vs least_conn |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+func viewTable(b *strings.Builder, r *scenarioResult) {
+	fmt.Fprintf(b, "Paced viewers (%d), %d round(s):\n\n", r.viewers, len(r.views["least_conn"]))
+	shares := "bytes edge-1 / 2 / 3"
+	if r.key == "i" {
+		shares = "bytes edge-1 (starved) / 2 (capped) / 11 / 12 (killed) / each other (mean)"
+	}
+	fmt.Fprintf(b, "| arm | startup p50 ms | startup p95 ms | rebuffering %% | viewers stalled %% | seek p95 ms | chunk p50 ms | chunk p99 ms | TTFB p99 ms | MB/s | errors | %s | startup p95 vs least_conn | chunk p99 vs least_conn |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", shares)
 	for _, name := range r.viewerArms {
 		st := viewStatsOf(r, name)
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.0f | %.0f | %s | %.0f | %.0f | %d | %.0f / %.0f / %.0f %% | %s | %s |\n", name,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.0f | %.0f | %s | %.0f | %.0f | %d | %s | %s | %s |\n", name,
 			fmtSpread(st.startP50, 0), fmtSpread(st.startP95, 0), fmtSpread(scaled(st.rebuffer, 100), 2), fmtSpread(scaled(st.stalledShare, 100), 1),
 			st.seekP95.median, st.chunkP50.median, fmtSpread(st.chunkP99, 0), st.ttfbP99.median, st.mbps.median, st.errors,
-			100*st.share["edge-1"], 100*st.share["edge-2"], 100*st.share["edge-3"], fmtSpread(st.ratioStartP95, 2), fmtSpread(st.ratioChunkP99, 2))
+			fmtShares(r.key, st.share), fmtSpread(st.ratioStartP95, 2), fmtSpread(st.ratioChunkP99, 2))
 	}
 	b.WriteString("\n")
+}
+
+// fmtShares is the shares of the edges the scenario's table names.
+func fmtShares(key string, share map[string]float64) string {
+	if key != "i" {
+		return fmt.Sprintf("%.0f / %.0f / %.0f %%", 100*share["edge-1"], 100*share["edge-2"], 100*share["edge-3"])
+	}
+	others, n := 0.0, 0
+	for i := 3; i <= scaleEdges; i++ {
+		if i-1 != scaleKilledA && i-1 != scaleKilledB {
+			others += share[fmt.Sprintf("edge-%d", i)]
+			n++
+		}
+	}
+	return fmt.Sprintf("%.1f / %.1f / %.1f / %.1f / %.1f %%", 100*share["edge-1"], 100*share["edge-2"], 100*share["edge-11"], 100*share["edge-12"], 100*others/float64(n))
 }
 
 func scaled(s spread, k float64) spread { return spread{s.median * k, s.lo * k, s.hi * k} }
@@ -90,14 +109,14 @@ func viewerGoals(r *scenarioResult, check func(bool, string)) {
 	case "a":
 		check(t.rebuffer.median <= 1.05*lc.rebuffer.median, fmt.Sprintf("(a) viewers' rebuffer ratio within 1.05× least_conn: %.3f %% against %.3f %%", 100*t.rebuffer.median, 100*lc.rebuffer.median))
 		check(t.rebuffer.median <= 0.005, fmt.Sprintf("(a) viewers' rebuffer ratio ≤ 0.5 %%: %.3f %%", 100*t.rebuffer.median))
-	case "b", "c", "d", "f":
+	case "b", "c", "d", "f", "i":
 		check(rebufferGoal(r, 0.5))
 		if rr := viewStatsOf(r, "round_robin"); len(r.views["round_robin"]) > 0 {
 			check(rr.rebuffer.median > 0, fmt.Sprintf("(%s) the impairment makes round_robin's viewers stall: rebuffer ratio %.2f %%, %.0f %% of viewers", r.key, 100*rr.rebuffer.median, 100*rr.stalledShare.median))
 		}
 	}
 	switch r.key {
-	case "c", "d", "f":
+	case "c", "d", "f", "i":
 		check(t.ratioStartP95.median <= 0.7, fmt.Sprintf("(%s) viewers' startup p95 ≤ 0.7× least_conn: %.2f×", r.key, t.ratioStartP95.median))
 	}
 	switch r.key {

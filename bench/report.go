@@ -127,7 +127,7 @@ window only. Medians over rounds [min–max].
 			b.WriteString("\n")
 		}
 		if len(r.views) > 0 {
-			viewTable(&b, r, res.viewers)
+			viewTable(&b, r)
 		}
 		if len(r.link) > 0 {
 			fmt.Fprintf(&b, "edge-1's own reports while tiered's viewers watched: link utilisation median %.2f (%d reports read, 4 a second).\n\n", spreadOf(r.link).median, len(r.link))

@@ -32,6 +32,7 @@ type scenarioResult struct {
 	arms       []string
 	rounds     int
 	samples    map[string][]*sample // by arm, one per round
+	viewers    int                  // paced viewers per arm and round
 	viewerArms []string
 	views      map[string][]*viewing // by arm, one per round
 	// link holds the sampled link utilisation reports of the scenario's
@@ -90,25 +91,10 @@ func run(o options) (*results, error) {
 	if err := reset(sys); err != nil {
 		return nil, err
 	}
-	if err := sys.configure(time.Second, false); err != nil {
+	if err := sys.configure(time.Second, 1); err != nil {
 		return nil, err
 	}
-	res.viewers = o.viewers
-	if o.viewers == 0 {
-		// The healthy system's capacity: what greedy players get through
-		// least_conn. The viewers take o.load of it.
-		s := play(sys, []string{sys.base("least_conn")}, o.players, warmup, 4*time.Second)
-		res.capacity = s.throughputMBps()
-		// A viewer fetches more than its bitrate: what it buffered when it
-		// zaps or seeks is thrown away. So the number is set from what a
-		// first guess of viewers took, half the number at the bitrate
-		// alone, so that the guess does not fill the system.
-		guess := int(math.Round(o.load * res.capacity * 1e6 / res.bitrate / 2))
-		v := watch(sys, []string{sys.base("least_conn")}, guess, viewerWarmup, o.viewing, 0)
-		res.viewers = int(math.Round(float64(guess) * o.load * res.capacity / v.throughputMBps()))
-		log.Printf("capacity: %.0f MB/s through least_conn; %d viewers took %.0f MB/s at %.2f Mbit/s each: %d viewers take %.0f %% of it",
-			res.capacity, guess, v.throughputMBps(), 8*res.bitrate/1e6, res.viewers, 100*o.load)
-	}
+	res.capacity, res.viewers = calibrate(sys, o)
 	viewerArms := []string{"tiered", policyOnly, "least_conn", "round_robin"}
 	// linked is the first linked scenario's set-up: the edges behind
 	// links, started once.
@@ -196,10 +182,10 @@ func run(o options) (*results, error) {
 		if err := sc.impair(sys); err != nil {
 			return nil, err
 		}
-		if err := sys.configure(time.Second, false); err != nil {
+		if err := sys.configure(time.Second, 1); err != nil {
 			return nil, err
 		}
-		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}, views: map[string][]*viewing{}}
+		r := &scenarioResult{key: sc.key, title: sc.title, samples: map[string][]*sample{}, views: map[string][]*viewing{}, viewers: res.viewers}
 		var arms []arm
 		for _, a := range sys.arms {
 			if sc.players > 0 && (sc.arms == nil || slices.Contains(sc.arms, a.name)) && o.runsArm(a.name) {
@@ -253,15 +239,20 @@ func run(o options) (*results, error) {
 				if sc.linkOf != nil && name == "tiered" {
 					stopSampling = sys.sampleLink(sys.edges[*sc.linkOf])
 				}
-				v := watch(sys, []string{sys.base(name)}, res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]))
+				v := watch(sys, sys.bases(name), res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]))
 				r.views[name] = append(r.views[name], v)
 				if stopSampling != nil {
 					r.link = append(r.link, stopSampling()...)
 				}
-				log.Printf("  round %d %-16s viewers: startup p50 %4.0f p95 %5.0f ms  rebuffering %.2f %%  stalled %4.1f %%  chunk p99 %5.0f ms  %5.1f MB/s  errors %d  %v",
-					round+1, name, ms(quantile(v.startups, 0.5)), ms(quantile(v.startups, 0.95)), 100*v.rebufferRatio(), 100*v.stalledShare(),
-					ms(quantile(v.chunks, 0.99)), v.throughputMBps(), v.errors, v.perEdge)
+				logViewing(round, name, v)
 			}
+		}
+		res.scenarios = append(res.scenarios, r)
+	}
+	if o.runs("i") {
+		r, err := runScale(sys, o, res)
+		if err != nil {
+			return nil, err
 		}
 		res.scenarios = append(res.scenarios, r)
 	}
@@ -275,7 +266,7 @@ func run(o options) (*results, error) {
 	}
 	for _, interval := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second} {
 		log.Printf("scenario e: report interval %s, two balancers", interval)
-		if err := sys.configure(interval, true); err != nil {
+		if err := sys.configure(interval, 2); err != nil {
 			return nil, err
 		}
 		h := &herdResult{interval: interval, cv: map[string][]float64{}}
@@ -283,7 +274,7 @@ func run(o options) (*results, error) {
 			herdArms := []string{"tiered", "tiered-1choice", policyOnly}
 			for k := range herdArms {
 				name := herdArms[(k+round)%len(herdArms)] // each round in another order
-				bases := []string{fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name]), fmt.Sprintf("http://127.0.0.1:%d", sys.lbPorts[name+"@2"])}
+				bases := sys.bases(name)
 				s := play(sys, bases, o.players, warmup, o.duration)
 				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})
 				h.cv[name] = append(h.cv[name], cv)
@@ -293,6 +284,33 @@ func run(o options) (*results, error) {
 		res.herding = append(res.herding, h)
 	}
 	return res, nil
+}
+
+// calibrate measures the healthy system's capacity: what greedy players
+// get through least_conn (MB/s); and the number of paced viewers that
+// take o.load of it (or o.viewers when set, with no capacity measured).
+func calibrate(sys *system, o options) (capacity float64, viewers int) {
+	if o.viewers > 0 {
+		return 0, o.viewers
+	}
+	lc := sys.bases("least_conn")
+	capacity = play(sys, lc, o.players, warmup, 4*time.Second).throughputMBps()
+	// A viewer fetches more than its bitrate: what it buffered when it
+	// zaps or seeks is thrown away. So the number is set from what a first
+	// guess of viewers took, half the number at the bitrate alone, so that
+	// the guess does not fill the system.
+	guess := int(math.Round(o.load * capacity * 1e6 / sys.bitrate() / 2))
+	took := watch(sys, lc, guess, viewerWarmup, o.viewing, 0).throughputMBps()
+	viewers = int(math.Round(float64(guess) * o.load * capacity / took))
+	log.Printf("capacity: %.0f MB/s through least_conn; %d viewers took %.0f MB/s at %.2f Mbit/s each: %d viewers take %.0f %% of it",
+		capacity, guess, took, 8*sys.bitrate()/1e6, viewers, 100*o.load)
+	return capacity, viewers
+}
+
+func logViewing(round int, name string, v *viewing) {
+	log.Printf("  round %d %-16s viewers: startup p50 %4.0f p95 %5.0f ms  rebuffering %.2f %%  stalled %4.1f %%  chunk p99 %5.0f ms  %5.1f MB/s  errors %d  %v",
+		round+1, name, ms(quantile(v.startups, 0.5)), ms(quantile(v.startups, 0.95)), 100*v.rebufferRatio(), 100*v.stalledShare(),
+		ms(quantile(v.chunks, 0.99)), v.throughputMBps(), v.errors, v.perEdge)
 }
 
 // runs says whether the scenario with this key is part of the run.

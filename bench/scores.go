@@ -22,7 +22,7 @@ type boardScore struct {
 // boardScores reads the scores and tiers of pool's board from the
 // balancer's metrics, named as the bench names the edges.
 func (s *system) boardScores(pool string) ([]boardScore, error) {
-	resp, err := http.Get("http://" + s.lb.Admin + "/metrics")
+	resp, err := http.Get("http://" + s.lbs[0].Admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}

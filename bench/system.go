@@ -24,6 +24,8 @@ type edge struct {
 	name   string
 	host   string // what it binds
 	port   int
+	admin  string
+	dir    string
 	ns     *cluster.Netns // its network namespace, for an edge behind a link
 	link   float64        // the link bytes per second it advertises; 0: none
 	caddy  *cluster.Caddy
@@ -63,7 +65,8 @@ type system struct {
 	edges   []*edge // the ones the balancers use: loop or linked
 	loop    []*edge // on loopback
 	linked  []*edge // each behind a link of its own (startLinked)
-	lb, lb2 *cluster.Caddy
+	scale   []*edge // the twelve of (i) (startScale)
+	lbs     []*cluster.Caddy // the balancer processes; most scenarios use the first
 	nginx   *exec.Cmd
 	// balancers holds the Caddy balancers: no limit, except in the
 	// saturation scenario, where a CPU quota makes the balancer the
@@ -72,6 +75,7 @@ type system struct {
 	balancers *cluster.CgroupV1
 	arms      []arm
 	lbPorts   map[string]int
+	nLBs      int // the balancers the arms use now
 }
 
 type video struct {
@@ -113,30 +117,56 @@ func start(o options) (*system, error) {
 		return s, err
 	}
 	for i := 1; i <= 3; i++ {
-		e := &edge{name: fmt.Sprintf("edge-%d", i), host: "127.0.0.1"}
-		if e.port, err = cluster.FreePort(); err != nil {
-			return s, err
-		}
-		if e.group, err = cluster.NewCgroupV1(fmt.Sprintf("edgetier-bench-%d-%s", os.Getpid(), e.name)); err != nil {
-			return s, err
-		}
-		if err := e.group.SetQuota(1); err != nil {
-			return s, err
-		}
-		port, _ := cluster.FreePort()
-		admin := fmt.Sprintf("127.0.0.1:%d", port)
-		e.caddy, err = cluster.StartCaddy(o.caddy, filepath.Join(dir, e.name), admin, s.edgeConfig(e, admin, time.Second), cluster.Options{Wrap: e.group.Wrap()})
+		e, err := s.newEdge(fmt.Sprintf("edge-%d", i), "loop", nil, 1)
 		if err != nil {
 			return s, err
 		}
-		if e.delay, err = newDelayProxy(fmt.Sprintf("127.0.0.1:%d", e.port)); err != nil {
+		if e.delay, err = newDelayProxy(e.public); err != nil {
 			return s, err
 		}
-		e.public = fmt.Sprintf("127.0.0.1:%d", e.port)
 		s.loop = append(s.loop, e)
 	}
 	s.edges = s.loop
 	return s, nil
+}
+
+// newEdge starts an edge Caddy in a cgroup of its own held to quota CPUs,
+// on loopback, or in ns (on its address) when ns is not nil. set names
+// the group of edges it belongs to, for its cgroup and folder.
+func (s *system) newEdge(name, set string, ns *cluster.Netns, quota float64) (*edge, error) {
+	e := &edge{name: name, host: "127.0.0.1", ns: ns}
+	var err error
+	if ns != nil {
+		e.host, e.port = ns.Addr, 8080
+		e.admin = net.JoinHostPort(ns.Addr, "2019")
+	} else {
+		e.port, _ = cluster.FreePort()
+		admin, _ := cluster.FreePort()
+		e.admin = fmt.Sprintf("127.0.0.1:%d", admin)
+	}
+	e.public = net.JoinHostPort(e.host, strconv.Itoa(e.port))
+	if e.group, err = cluster.NewCgroupV1(fmt.Sprintf("edgetier-bench-%d-%s-%s", os.Getpid(), set, name)); err != nil {
+		return nil, err
+	}
+	e.dir = filepath.Join(s.dir, set+"-"+name)
+	if err := e.group.SetQuota(quota); err != nil {
+		return e, err
+	}
+	return e, s.startEdge(e)
+}
+
+// startEdge starts (or starts again) an edge's Caddy.
+func (s *system) startEdge(e *edge) error {
+	wrap := e.group.Wrap()
+	if e.ns != nil {
+		wrap += e.ns.Wrap()
+	}
+	var err error
+	e.caddy, err = cluster.StartCaddy(s.o.caddy, e.dir, e.admin, s.edgeConfig(e, e.admin, time.Second), cluster.Options{Wrap: wrap})
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.name, err)
+	}
+	return nil
 }
 
 func (s *system) makeLibrary() error {
@@ -189,9 +219,10 @@ http://:%d {
 // policyOnly is the arm of lb_policy tiered without the edgetier transport.
 const policyOnly = "tiered-policy-only"
 
-// configure points every balancer at the edges' current public addresses
-// with the given report interval, starting them the first time.
-func (s *system) configure(interval time.Duration, twoLBs bool) error {
+// configure points the first lbs balancers at the edges' current public
+// addresses with the given report interval, starting them the first
+// time. The others keep what they had; no arm uses them.
+func (s *system) configure(interval time.Duration, lbs int) error {
 	var ups []string
 	var reports strings.Builder
 	for _, e := range s.edges {
@@ -209,7 +240,6 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 		{"random_choose_2", "random_choose 2"},
 	}
 	var cfg strings.Builder
-	adminPort, _ := cluster.FreePort()
 	fmt.Fprintf(&cfg, "{\n\tadmin 127.0.0.1:%%d\n\tauto_https off\n}\n")
 	for _, p := range policies {
 		if s.lbPorts[p.name] == 0 {
@@ -225,29 +255,31 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 			s.lbPorts[p.name], strings.Join(ups, " "), p.policy, transport)
 	}
 	text := cfg.String()
-	var err error
-	if s.lb == nil {
-		s.lb, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb"), fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf(text, adminPort), cluster.Options{Wrap: s.balancers.Wrap()})
-	} else {
-		err = s.lb.Reload(fmt.Sprintf(text, adminPortOf(s.lb)))
-	}
-	if err != nil {
-		return err
-	}
-	if twoLBs {
-		// A second balancer process with the same policies, on other ports.
-		second := text
-		for name, port := range s.lbPorts {
-			if s.lbPorts[name+"@2"] == 0 {
-				s.lbPorts[name+"@2"], _ = cluster.FreePort()
+	for k := 0; k < lbs; k++ {
+		// Balancer k+1 has the same sites on ports of its own.
+		own := text
+		if k > 0 {
+			for name, port := range s.lbPorts {
+				if strings.Contains(name, "@") {
+					continue
+				}
+				at := fmt.Sprintf("%s@%d", name, k+1)
+				if s.lbPorts[at] == 0 {
+					s.lbPorts[at], _ = cluster.FreePort()
+				}
+				own = strings.ReplaceAll(own, fmt.Sprintf("http://:%d ", port), fmt.Sprintf("http://:%d ", s.lbPorts[at]))
 			}
-			second = strings.ReplaceAll(second, fmt.Sprintf("http://:%d ", port), fmt.Sprintf("http://:%d ", s.lbPorts[name+"@2"]))
 		}
-		if s.lb2 == nil {
-			a2, _ := cluster.FreePort()
-			s.lb2, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, "lb2"), fmt.Sprintf("127.0.0.1:%d", a2), fmt.Sprintf(second, a2), cluster.Options{Wrap: s.balancers.Wrap()})
+		var err error
+		if k < len(s.lbs) {
+			err = s.lbs[k].Reload(fmt.Sprintf(own, adminPortOf(s.lbs[k])))
 		} else {
-			err = s.lb2.Reload(fmt.Sprintf(second, adminPortOf(s.lb2)))
+			admin, _ := cluster.FreePort()
+			var c *cluster.Caddy
+			c, err = cluster.StartCaddy(s.o.caddy, filepath.Join(s.dir, fmt.Sprintf("lb%d", k+1)), fmt.Sprintf("127.0.0.1:%d", admin), fmt.Sprintf(own, admin), cluster.Options{Wrap: s.balancers.Wrap()})
+			if err == nil {
+				s.lbs = append(s.lbs, c)
+			}
 		}
 		if err != nil {
 			return err
@@ -260,12 +292,15 @@ func (s *system) configure(interval time.Duration, twoLBs bool) error {
 	for _, p := range policies {
 		s.arms = append(s.arms, arm{name: p.name, base: fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts[p.name])})
 	}
+	s.nLBs = lbs
 	s.arms = append(s.arms, arm{name: "nginx_least_conn", base: fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts["nginx"])}, arm{name: "direct"})
 	// Let the tiered boards learn the upstreams and trust them.
 	for _, a := range s.arms[:3] {
-		for i := 0; i < 5; i++ {
-			if resp, err := http.Get(a.base + s.files[0].path); err == nil {
-				resp.Body.Close()
+		for _, base := range s.bases(a.name) {
+			for i := 0; i < 5; i++ {
+				if resp, err := http.Get(base + s.files[0].path); err == nil {
+					resp.Body.Close()
+				}
 			}
 		}
 	}
@@ -355,12 +390,11 @@ func (s *system) stop() {
 		_ = s.nginx.Process.Signal(syscall.SIGTERM)
 		_ = s.nginx.Wait()
 	}
-	for _, c := range []*cluster.Caddy{s.lb, s.lb2} {
-		if c != nil {
-			c.Stop()
-		}
+	for _, c := range s.lbs {
+		c.Stop()
 	}
 	s.stopLinked()
+	s.stopScale()
 	for _, e := range s.loop {
 		if e.caddy != nil {
 			e.caddy.Stop()
@@ -378,14 +412,23 @@ func (s *system) stop() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// base is the URL prefix of the named arm.
-func (s *system) base(name string) string {
-	for _, a := range s.arms {
-		if a.name == name {
-			return a.base
-		}
+// bases are the URL prefixes of the named arm, one per balancer it runs
+// on now (the Caddy arms on each of nLBs; nginx on one); none for direct.
+func (s *system) bases(name string) []string {
+	switch name {
+	case "direct":
+		return nil
+	case "nginx_least_conn":
+		return []string{fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts["nginx"])}
 	}
-	panic("bench: no arm " + name)
+	if s.lbPorts[name] == 0 {
+		panic("bench: no arm " + name)
+	}
+	out := []string{fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts[name])}
+	for k := 2; k <= s.nLBs; k++ {
+		out = append(out, fmt.Sprintf("http://127.0.0.1:%d", s.lbPorts[fmt.Sprintf("%s@%d", name, k)]))
+	}
+	return out
 }
 
 func adminPortOf(c *cluster.Caddy) int {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,11 +60,13 @@ func quantile(v []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-// watch runs paced viewers against bases (spread over them) for warm and
+// watch runs paced viewers against bases (spread over them; none: each
+// request to the next edge, round robin) for warm and
 // then d. Each viewer plays a title at its bitrate (from its moov), from
 // the start, for 6–14 s of wall time, then zaps to another; it fetches a
 // second of media at a time to keep its buffer between the marks, and
-// seeks about once in 20 s of play. Viewers join spread over the first
+// seeks about once in 20 s of play; a chunk that fails is tried again, up
+// to three times. Viewers join spread over the first
 // two thirds of warm, so the window sees players in every phase. Viewers
 // of the same seed behave alike (the same titles, stays and seeks), so
 // arms of a round are compared on the same demand.
@@ -86,6 +89,7 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 		}
 		return max(0, b.Sub(a))
 	}
+	var direct atomic.Int64
 	var wg sync.WaitGroup
 	for p := range viewers {
 		wg.Add(1)
@@ -93,11 +97,11 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(p), seed))
 			time.Sleep(time.Duration(rng.Int64N(int64(warm) * 2 / 3)))
-			base := bases[p%len(bases)]
 			var pl viewer
 			for time.Now().Before(deadline) {
 				f := sys.files[rng.IntN(len(sys.files))]
 				pl.zap(f, time.Now(), time.Duration(6e9+rng.Int64N(8e9)))
+				failed := 0
 				for !pl.done(time.Now()) && time.Now().Before(deadline) {
 					if wait := pl.idle(); wait > 0 {
 						time.Sleep(min(wait, time.Until(deadline)))
@@ -105,6 +109,12 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 						continue
 					}
 					off, end := pl.next()
+					base := ""
+					if len(bases) > 0 {
+						base = bases[p%len(bases)]
+					} else { // direct: each request to the next edge
+						base = "http://" + sys.edges[int(direct.Add(1))%len(sys.edges)].public
+					}
 					req, _ := http.NewRequest(http.MethodGet, base+f.path, nil)
 					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
 					t0 := time.Now()
@@ -132,8 +142,15 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 						mu.Unlock()
 					}
 					if !ok {
-						break // the player gives up on the title, and zaps
+						// A player tries a chunk again (hls.js: three
+						// times), then gives up on the title and zaps.
+						if failed++; failed == 3 {
+							break
+						}
+						pl.advance(now, in)
+						continue
 					}
+					failed = 0
 					pl.advance(now, in)
 					pl.got(now, in)
 					if pl.playing && rng.Float64() < float64(chunkPlay)/float64(20*time.Second) {
