@@ -52,9 +52,9 @@ type results struct {
 	// capacity is what the healthy system delivered to greedy players
 	// through least_conn (MB/s); viewers is the paced viewers' number,
 	// set from it.
-	capacity float64
-	viewers  int
-	bitrate  float64 // the library's mean, bytes per second
+	capacity  float64
+	viewers   int
+	bitrate   float64 // the library's mean, bytes per second
 	scenarios []*scenarioResult
 	herding   []*herdResult
 }
@@ -115,7 +115,7 @@ func run(o options) (*results, error) {
 	if res.capacity > 0 {
 		offered = o.load * res.capacity * 1e6
 	}
-	const unshaped = 1.25e9                       // 10 Gbit/s: a link no viewer load here fills
+	const unshaped = 1.25e9 // 10 Gbit/s: a link no viewer load here fills
 	first := 0
 	scenarios := []scenario{
 		// (a) runs twice the rounds: its goal is a ratio of p99s within

@@ -108,7 +108,7 @@ func (s *system) killAndRestart(warm, d time.Duration, a, b *edge) func() error 
 			defer wg.Done()
 			time.Sleep(warm + d*time.Duration(1+3*k)/8)
 			e.caddy.Kill()
-			time.Sleep(d * time.Duration(2+k)/8)
+			time.Sleep(d * time.Duration(2+k) / 8)
 			errs[k] = s.startEdge(e)
 		}()
 	}

@@ -59,15 +59,15 @@ func newDelayProxy(target string) (*delayProxy, error) {
 }
 
 type system struct {
-	o       options
-	dir     string
-	files   []video
-	edges   []*edge // the ones the balancers use: loop or linked
-	loop    []*edge // on loopback
-	linked  []*edge // each behind a link of its own (startLinked)
-	scale   []*edge // the twelve of (i) (startScale)
-	lbs     []*cluster.Caddy // the balancer processes; most scenarios use the first
-	nginx   *exec.Cmd
+	o      options
+	dir    string
+	files  []video
+	edges  []*edge          // the ones the balancers use: loop or linked
+	loop   []*edge          // on loopback
+	linked []*edge          // each behind a link of its own (startLinked)
+	scale  []*edge          // the twelve of (i) (startScale)
+	lbs    []*cluster.Caddy // the balancer processes; most scenarios use the first
+	nginx  *exec.Cmd
 	// balancers holds the Caddy balancers: no limit, except in the
 	// saturation scenario, where a CPU quota makes the balancer the
 	// bottleneck rather than the whole shared machine. nginx, not an arm
