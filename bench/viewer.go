@@ -47,6 +47,13 @@ func (v *viewing) rebufferRatio() float64 {
 	return float64(v.stalled) / float64(v.watched)
 }
 
+// playedPerSecond is the media the viewers played per second of the
+// window, in seconds: what was delivered to be watched, without what a
+// viewer buffered and left behind when it zapped or seeked.
+func (v *viewing) playedPerSecond() float64 {
+	return (v.watched - v.stalled).Seconds() / v.elapsed.Seconds()
+}
+
 func (v *viewing) stalledShare() float64 { return float64(v.stallers) / float64(max(v.viewers, 1)) }
 
 func (v *viewing) throughputMBps() float64 { return float64(v.bytes) / 1e6 / v.elapsed.Seconds() }
