@@ -30,6 +30,7 @@ type options struct {
 	viewers  int     // paced viewers; 0: load × the measured capacity
 	load     float64 // the share of the healthy system's capacity the paced viewers take
 	viewing  time.Duration
+	trace    bool
 	only     string // scenario keys to run, e.g. "s"; "" runs all
 	arms     string // comma-separated arms to run; "" runs each scenario's
 }
@@ -44,6 +45,7 @@ func main() {
 	flag.StringVar(&o.arms, "arms", "", "run only these arms, e.g. \"tiered,least_conn\" (for development)")
 	flag.IntVar(&o.viewers, "viewers", 0, "paced viewers (default: -load of the capacity measured at the start)")
 	flag.Float64Var(&o.load, "load", 0.7, "the paced viewers' share of the healthy system's capacity")
+	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's viewers watch (for development)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
 	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 6s, or 4s with -quick)")
 	flag.Parse()

@@ -115,7 +115,6 @@ func run(o options) (*results, error) {
 	if res.capacity > 0 {
 		offered = o.load * res.capacity * 1e6
 	}
-	const unshaped = 1.25e9 // 10 Gbit/s: a link no viewer load here fills
 	first := 0
 	scenarios := []scenario{
 		// (a) runs twice the rounds: its goal is a ratio of p99s within
@@ -157,12 +156,12 @@ func run(o options) (*results, error) {
 		// behind a veth pair; paced viewers only, whose chunks cross the
 		// links. In (f) edge-1's link carries half of its third of the
 		// viewers' bytes, and its agent is told so; the others' are not
-		// shaped.
+		// shaped, and their agents know no link (veth has no speed).
 		{key: "f", title: fmt.Sprintf("one edge's link capped (%.0f Mbit/s, half its third of the viewers' bytes)", 8*offered/6/1e6), impair: func(s *system) error {
 			if err := linked(s); err != nil {
 				return err
 			}
-			return s.setLinks([]float64{offered / 6, 0, 0}, []float64{offered / 6, unshaped, unshaped})
+			return s.setLinks([]float64{offered / 6, 0, 0}, []float64{offered / 6, 0, 0})
 		}, viewerArms: viewerArms, linkOf: &first},
 		// (g): edge-1 has three times the link of the others; the viewers
 		// take 80 % of the three links.
@@ -235,11 +234,16 @@ func run(o options) (*results, error) {
 			}
 			for _, k := range rng.Perm(len(r.viewerArms)) {
 				name := r.viewerArms[k]
+				stopTrace := func() {}
+				if o.trace && name == "tiered" {
+					stopTrace = sys.trace("two")
+				}
 				var stopSampling func() []float64
 				if sc.linkOf != nil && name == "tiered" {
 					stopSampling = sys.sampleLink(sys.edges[*sc.linkOf])
 				}
 				v := watch(sys, sys.bases(name), res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]))
+				stopTrace()
 				r.views[name] = append(r.views[name], v)
 				if stopSampling != nil {
 					r.link = append(r.link, stopSampling()...)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"log"
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -22,13 +24,28 @@ type boardScore struct {
 // boardScores reads the scores and tiers of pool's board from the
 // balancer's metrics, named as the bench names the edges.
 func (s *system) boardScores(pool string) ([]boardScore, error) {
+	g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]boardScore, 0, len(g))
+	for edge, v := range g {
+		out = append(out, boardScore{edge: edge, score: v[0], tier: int(v[1])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].edge < out[j].edge })
+	return out, nil
+}
+
+// boardGauges reads the gauges of pool's board from the first balancer's
+// metrics, by edge (as the bench names them), in the order of families.
+func (s *system) boardGauges(pool string, families ...string) (map[string][]float64, error) {
 	resp, err := http.Get("http://" + s.lbs[0].Admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	all, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the balancer's metrics: %w", err)
 	}
@@ -36,30 +53,66 @@ func (s *system) boardScores(pool string) ([]boardScore, error) {
 	for _, e := range s.edges {
 		names[e.public] = e.name
 	}
-	byEdge := map[string]*boardScore{}
-	read := func(family string, set func(*boardScore, float64)) {
-		for _, m := range families[family].GetMetric() {
-			if label(m, "pool") != pool {
-				continue
-			}
+	out := map[string][]float64{}
+	for k, family := range families {
+		for _, m := range all[family].GetMetric() {
 			name := names[label(m, "upstream")]
-			if name == "" {
+			if label(m, "pool") != pool || name == "" {
 				continue
 			}
-			if byEdge[name] == nil {
-				byEdge[name] = &boardScore{edge: name}
+			if out[name] == nil {
+				out[name] = make([]float64, len(families))
 			}
-			set(byEdge[name], m.GetGauge().GetValue())
+			out[name][k] = m.GetGauge().GetValue()
 		}
 	}
-	read("edgetier_upstream_score", func(b *boardScore, v float64) { b.score = v })
-	read("edgetier_upstream_tier", func(b *boardScore, v float64) { b.tier = int(v) })
-	out := make([]boardScore, 0, len(byEdge))
-	for _, b := range byEdge {
-		out = append(out, *b)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].edge < out[j].edge })
 	return out, nil
+}
+
+// trace logs pool's board twice a second until the returned function is
+// called: each edge's score, tier, link utilisation, and whether it is
+// full, slow or ejected (-trace, for development).
+func (s *system) trace(pool string) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier",
+				"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected")
+			if err != nil {
+				log.Printf("    trace: %v", err)
+				continue
+			}
+			var parts []string
+			for _, e := range s.edges {
+				if v := g[e.name]; v != nil {
+					full := ""
+					if v[3] == 0 {
+						full = " FULL"
+					}
+					if v[4] == 1 {
+						full += " SLOW"
+					}
+					if v[5] == 1 {
+						full += " EJECTED"
+					}
+					parts = append(parts, fmt.Sprintf("%s %.0f t%.0f link %.2f%s", e.name, v[0], v[1], v[2], full))
+				}
+			}
+			log.Printf("    %s: %s", pool, strings.Join(parts, " | "))
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
 }
 
 func label(m *dto.Metric, name string) string {

@@ -58,6 +58,18 @@ func (p *testPool) serving(i int, cpu, rps float64) {
 	}
 }
 
+// linked gives upstream i two reports of load (as report) that advertise
+// a link of link bytes per second.
+func (p *testPool) linked(i int, load, link float64) {
+	for range 2 {
+		p.seq++
+		rep := edgeagent.Report{Schema: edgeagent.SchemaVersion, Edge: fmt.Sprintf("edge-%d", i), Seq: p.seq,
+			State: edgeagent.StateReady, CPUPercent: load, MemoryPercent: load,
+			Capacity: &edgeagent.Capacity{LinkBytesPerSecond: link}}
+		p.in[i].View = Accept(p.in[i].View, rep, p.now, p.in[i].InFlight, Capacity{}, &p.s)
+	}
+}
+
 func (p *testPool) age(i int, by time.Duration) {
 	v := *p.in[i].View
 	v.ReceivedAt -= int64(by)
@@ -339,6 +351,26 @@ func TestChoose(t *testing.T) {
 			p.serving(1, 50, 200)
 			p.serving(2, 50, 200)
 			p.in[1].InFlight, p.in[2].InFlight = 25, 30
+		}, []check{near(0, 1, 0)}},
+		// Where every candidate advertises its link, an edge with three
+		// times the others' link takes three times their requests in
+		// flight.
+		{"links weigh: the larger link takes more in flight", 3, nil, false, func(p *testPool) {
+			p.linked(0, 10, 3e8)
+			p.linked(1, 10, 1e8)
+			p.linked(2, 10, 1e8)
+			p.in[0].InFlight, p.in[1].InFlight, p.in[2].InFlight = 5, 2, 2 // loads 6, 9, 9
+		}, []check{near(0, 1, 0)}},
+		{"links weigh: past three times the others' in flight, the smaller links serve", 3, nil, false, func(p *testPool) {
+			p.linked(0, 10, 3e8)
+			p.linked(1, 10, 1e8)
+			p.linked(2, 10, 1e8)
+			p.in[0].InFlight, p.in[1].InFlight, p.in[2].InFlight = 9, 2, 2 // loads 10, 9, 9
+		}, []check{none(0), near(1, 0.5, 0.05), near(2, 0.5, 0.05)}},
+		{"links weigh only where every candidate advertises one", 2, nil, false, func(p *testPool) {
+			p.linked(0, 10, 3e8)
+			p.report(1, 10, ready, 2)
+			p.in[0].InFlight, p.in[1].InFlight = 2, 5
 		}, []check{near(0, 1, 0)}},
 		{"unavailable upstreams are skipped", 2, nil, false, func(p *testPool) {
 			p.report(0, 0, ready, 2)

@@ -227,11 +227,17 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		pl.Mode, pl.Top = ModeTiers, lo
 		pl.plan(sc, lo, j.Now)
 	}
-	largest := 0.0
+	largest, largestLink, linked := 0.0, 0.0, len(pl.Candidates) > 0
 	for k := range pl.Candidates {
-		if v := pl.Candidates[k].view; v != nil {
-			largest = max(largest, v.EstimatedRequests)
+		v := pl.Candidates[k].view
+		if v == nil {
+			linked = false
+			continue
 		}
+		largest = max(largest, v.EstimatedRequests)
+		link := LinkCapacity(&v.Report)
+		largestLink = max(largestLink, link)
+		linked = linked && link > 0
 	}
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
@@ -246,8 +252,21 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 			largest >= CostRatio*c.view.EstimatedRequests {
 			c.cost = int32(min(math.Round(largest/c.view.EstimatedRequests), maxCost))
 		}
+		if linked {
+			c.cost = linkCost(c.cost, largestLink/LinkCapacity(&c.view.Report))
+		}
 	}
 	return pl
+}
+
+// linkCost is the cost of a candidate whose cost by capacity is cost and
+// whose link is ratio times smaller than the largest among the candidates
+// (all of which advertise theirs): an edge with a third of the largest
+// link counts its requests three times, so each link carries its share of
+// the bytes and the smaller ones do not fill first (least_conn balances
+// them only by their downloads slowing).
+func linkCost(cost int32, ratio float64) int32 {
+	return int32(min(math.Round(float64(cost)*ratio), maxCost))
 }
 
 // CostRatio is how many times less than the largest capacity among the

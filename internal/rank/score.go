@@ -32,9 +32,34 @@ type Weights [NumComponents]float64
 
 // DefaultWeights are the original design's: CPU 30 %, memory 25 %,
 // request rate 20 %, streams 15 %, response time 10 %, and bandwidth 0:
-// a full link is kept off by the headroom rule (Headroom), not by the
-// score, so the original formula and its tiers stand.
-var DefaultWeights = Weights{0.30, 0.25, 0.20, 0.15, 0.10, 0}
+// a full link is kept off by the headroom rule (Headroom), and where every
+// edge advertises its link the links weigh the choice (linkCost), so the
+// original formula and its tiers stand.
+var DefaultWeights = OriginalWeights
+
+// OriginalWeights are the original design's five, bandwidth 0.
+var OriginalWeights = Weights{0.30, 0.25, 0.20, 0.15, 0.10, 0}
+
+// withBandwidth is w with bandwidth weighing b and the others scaled to
+// keep the sum.
+func (w Weights) withBandwidth(b float64) Weights {
+	rest := 1 - w[Bandwidth]
+	for i := range w {
+		w[i] *= (1 - b) / rest
+	}
+	w[Bandwidth] = b
+	return w
+}
+
+// For is the weights that score an edge whose link capacity is known
+// (linkKnown) or not: without one, bandwidth says nothing, and its weight
+// goes to the others in their proportions.
+func (w Weights) For(linkKnown bool) Weights {
+	if linkKnown || w[Bandwidth] <= 0 || w[Bandwidth] >= 1 {
+		return w
+	}
+	return w.withBandwidth(0)
+}
 
 // Thresholds are the upper score bounds of tiers 1, 2 and 3.
 type Thresholds [3]float64

@@ -63,10 +63,13 @@ func TestNormaliseAndScore(t *testing.T) {
 		wantComp  Components
 		wantScore float64
 	}{
-		{"defaults: the original formula", DefaultCapacity, DefaultWeights, Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
-		{"clamped to capacity", Capacity{Streams: 10, Requests: 10, ResponseTime: 0.1}, DefaultWeights, Components{50, 40, 100, 100, 100, 95}, 0.30*50 + 0.25*40 + 0.45*100},
+		{"defaults, link unknown: the original formula", DefaultCapacity, DefaultWeights.For(false), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
+		{"defaults, link known: the original formula", DefaultCapacity, DefaultWeights.For(true), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
+		{"five weights: the original formula, link known or not", DefaultCapacity, OriginalWeights.For(true), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
+		{"clamped to capacity", Capacity{Streams: 10, Requests: 10, ResponseTime: 0.1}, DefaultWeights.For(false), Components{50, 40, 100, 100, 100, 95}, 0.30*50 + 0.25*40 + 0.45*100},
 		{"cpu only", DefaultCapacity, Weights{1, 0, 0, 0, 0}, Components{50, 40, 50, 50, 50, 95}, 50},
 		{"bandwidth weighed", DefaultCapacity, Weights{0.25, 0.20, 0.15, 0.10, 0.10, 0.20}, Components{50, 40, 50, 50, 50, 95}, 0.25*50 + 0.20*40 + 0.15*50 + 0.10*50 + 0.10*50 + 0.20*95},
+		{"bandwidth weighed, link unknown: its weight goes to the rest", DefaultCapacity, Weights{0.25, 0.20, 0.15, 0.10, 0.10, 0.20}.For(false), Components{50, 40, 50, 50, 50, 95}, (0.25*50 + 0.20*40 + 0.15*50 + 0.10*50 + 0.10*50) / 0.8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,6 +118,7 @@ func Refresh(prev *View, load *edgeagent.Load, now int64, inflight int, capacity
 func scored(prev *View, rep edgeagent.Report, now, polledAt int64, streak, inflight int, capacity Capacity, s *Scoring) *View {
 	c, est, estimated, estimatedAt := calibrated(prev, &rep, now, capacity, s)
 	comp := Normalise(&rep, c)
+	w := s.Weights.For(LinkCapacity(&rep) > 0)
 	v := &View{
 		Report:            rep,
 		ReceivedAt:        now,
@@ -125,9 +126,9 @@ func scored(prev *View, rep edgeagent.Report, now, polledAt int64, streak, infli
 		Streak:            streak,
 		Trusted:           streak >= s.Warmup,
 		Components:        comp,
-		Score:             Score(comp, s.Weights),
+		Score:             Score(comp, w),
 		InFlightAtReport:  inflight,
-		streamsWeight:     s.Weights[Streams],
+		streamsWeight:     w[Streams],
 		streamsScale:      100 / c.Streams,
 		Estimate:          est,
 		EstimatedAt:       estimatedAt,
@@ -140,7 +141,7 @@ func scored(prev *View, rep edgeagent.Report, now, polledAt int64, streak, infli
 	if prev != nil && !prev.Down && prev.ReceivedAt != 0 {
 		v.Held = max(v.Held, prev.Held*math.Exp(-float64(now-prev.ReceivedAt)/float64(PeakHold)))
 	}
-	v.noStreams = Score(without, s.Weights) + v.Held - v.Score
+	v.noStreams = Score(without, w) + v.Held - v.Score
 	var prevTier Tier
 	if prev != nil {
 		prevTier = prev.Tier
