@@ -2,7 +2,7 @@
 // would pick instead, on the same real edges and the same player-like
 // traffic, and writes bench/RESULTS.md with plots.
 //
-//	make build && go run ./bench            # the full run (under 20 minutes)
+//	make build && go run ./bench            # the full run (under 30 minutes)
 //	make build && go run ./bench -quick     # one short round, for development
 //	make build && go run ./bench -scenarios s   # only the saturation scenario
 //
@@ -47,11 +47,11 @@ func main() {
 	flag.Float64Var(&o.load, "load", 0.7, "the paced viewers' share of the healthy system's capacity")
 	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's viewers watch (for development)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
-	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 6s, or 4s with -quick)")
+	duration := flag.Duration("duration", 0, "measured time per arm and round, after a second of warm-up (default 5s, or 4s with -quick)")
 	flag.Parse()
-	o.rounds, o.duration, o.viewing = 3, 6*time.Second, 8*time.Second
+	o.rounds, o.duration, o.viewing = 3, 5*time.Second, 6*time.Second
 	if o.quick {
-		o.rounds, o.duration, o.viewing = 1, 4*time.Second, 6*time.Second
+		o.rounds, o.duration, o.viewing = 1, 4*time.Second, 5*time.Second
 	}
 	if *rounds > 0 {
 		o.rounds = *rounds

@@ -99,6 +99,16 @@ window only. Medians over rounds [min–max].
 
 `, 8*res.bitrate/1e6, startAt, chunkPlay, lowMark, highMark, startAt)
 	}
+	b.WriteString(`**Links.** In (f) and (g) each edge runs in a network namespace of its own as well, the bench's
+own test host, joined to the balancers by a veth pair whose edge end ` + "`tc tbf`" + ` shapes: the viewers'
+bytes cross it as they would an edge's uplink, and its agent measures it (veth has no speed, so
+an edge whose link is shaped advertises it with ` + "`capacity { link_bandwidth }`" + `; the others
+advertise none). **Scale.** (i) runs twelve edges, each in a cgroup holding it to a sixth of a CPU
+(together, the machine's two cores), one of them in a network namespace behind a shaped link, and
+three balancer processes over them with every policy; the viewers use the three in turn. The viewers'
+number is set from that system's own capacity, healthy, as above.
+
+`)
 	goals := []string{}
 	check := func(ok bool, text string) {
 		mark := "met"
