@@ -34,34 +34,8 @@ func BenchmarkDashboardHub(b *testing.B) {
 	lbURL := "http://" + addr(lbPort)
 	traffic(b, lbURL, 2, 10, readLibrary(b, "big.bin"))
 
-	var frames atomic.Int64
-	connect := func() (closeAll func()) {
-		conns := make([]*websocket.Conn, 0, clients)
-		var wg sync.WaitGroup
-		for i := 0; i < clients; i++ {
-			c, _, err := dialWS(b, "ws://"+addr(lbPort)+"/ws", "")
-			if err != nil {
-				b.Fatalf("client %d: %v", i, err)
-			}
-			conns = append(conns, c)
-			wg.Add(1)
-			go func() { // a browser tab: reads every frame, answers pings
-				defer wg.Done()
-				for {
-					if _, _, err := c.ReadMessage(); err != nil {
-						return
-					}
-					frames.Add(1)
-				}
-			}()
-		}
-		return func() {
-			for _, c := range conns {
-				_ = c.Close()
-			}
-			wg.Wait()
-		}
-	}
+	var frames frameCount
+	connect := func() (closeAll func()) { return dashboardClients(b, "ws://"+addr(lbPort)+"/ws", clients, &frames) }
 
 	for b.Loop() {
 		// CPU: 10 s idle without clients, then 10 s with them.
@@ -69,9 +43,9 @@ func BenchmarkDashboardHub(b *testing.B) {
 		idle := cpuOver(b, lb, window)
 		closeAll := connect()
 		time.Sleep(2 * time.Second) // every client has had a frame
-		before := frames.Load()
+		before := frames.frames.Load()
 		open := cpuOver(b, lb, window)
-		got := frames.Load() - before
+		got := frames.frames.Load() - before
 		closeAll()
 		hubShare := (open - idle) / window.Seconds() * 100
 		b.Logf("LB CPU: %.2f s idle, %.2f s with %d clients in %s; %d frames delivered (%.0f per client per s)",
@@ -113,6 +87,41 @@ func BenchmarkDashboardHub(b *testing.B) {
 			without, clients, with, med, ratios[0], ratios[len(ratios)-1])
 		b.ReportMetric(hubShare, "%core-for-1000-clients")
 		b.ReportMetric(med, "p99-ratio-with/without")
+	}
+}
+
+// frameCount counts the frames dashboard clients received, and their bytes.
+type frameCount struct{ frames, bytes atomic.Int64 }
+
+// dashboardClients connects n WebSocket clients to url, each a browser
+// tab: it reads every frame (counted in count) and answers pings.
+// closeAll closes them and waits for their readers.
+func dashboardClients(b *testing.B, url string, n int, count *frameCount) (closeAll func()) {
+	b.Helper()
+	conns := make([]*websocket.Conn, 0, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		c, _, err := dialWS(b, url, "")
+		if err != nil {
+			b.Fatalf("client %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		wg.Go(func() {
+			for {
+				_, data, err := c.ReadMessage()
+				if err != nil {
+					return
+				}
+				count.frames.Add(1)
+				count.bytes.Add(int64(len(data)))
+			}
+		})
+	}
+	return func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		wg.Wait()
 	}
 }
 
