@@ -103,7 +103,7 @@ func BenchmarkDashboardHub(b *testing.B) {
 // arm, the arms interleaved), the LB's CPU without them (its pollers and
 // frames), and the size of the frames the clients received.
 //
-//	make build && EDGETIER_CADDY=$PWD/bin/caddy go test -run '^$' -bench DashboardEdges -benchtime 1x ./integration/
+//	make build && EDGETIER_CADDY=$PWD/bin/caddy go test -run '^$' -bench DashboardEdges -benchtime 1x -count 3 ./integration/
 func BenchmarkDashboardEdges(b *testing.B) {
 	const clients, rounds, window = 1000, 3, 5 * time.Second
 	for _, n := range []int{50, 200} {

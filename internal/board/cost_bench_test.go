@@ -247,7 +247,7 @@ func reportedBoard(b *testing.B, n int) (*Board, *Pool, []string, []edgeagent.Re
 // after every change. The reports come round the pool in turn, each a new
 // sample (Seq) of the same load, as the pollers hand them in.
 //
-//	go test -run '^$' -bench 'BoardReport|BoardReplan' -benchmem -count 5 ./internal/board/
+//	go test -run '^$' -bench 'BoardReport|BoardReplan' -benchmem -count 10 ./internal/board/
 func BenchmarkBoardReport(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("upstreams=%d", n), func(b *testing.B) {
@@ -280,7 +280,7 @@ func BenchmarkBoardReplan(b *testing.B) {
 // client gets every interval) for 10, 50, 200 and 1,000 trusted edges,
 // each selected since the last frame, and reports its size.
 //
-//	go test -run '^$' -bench Frame -benchmem -count 5 ./internal/board/
+//	go test -run '^$' -bench Frame -benchmem -count 10 ./internal/board/
 func BenchmarkFrame(b *testing.B) {
 	for _, n := range []int{10, 50, 200, 1000} {
 		b.Run(fmt.Sprintf("edges=%d", n), func(b *testing.B) {
