@@ -79,7 +79,8 @@ func (e *Edge) seen(now int64, u Upstream) {
 		e.lastSeen.Store(now)
 	}
 	if p := e.upstream.Load(); p == nil || *p != u {
-		e.upstream.Store(&u)
+		v := u // a copy only here: taking u's address would move it to the heap on every call
+		e.upstream.Store(&v)
 	}
 }
 
