@@ -24,7 +24,9 @@ import (
 // its score stays low), but its agent reports the link full, and the LB
 // sends it no new viewers while edge-2 has headroom. When the download
 // stops, its link frees and it gets viewers again. The LB reaches edge-1
-// over a second, unshaped pair, so nothing but its link is slow.
+// over a second, unshaped pair, so nothing but its link is slow. The LB
+// scores by the original five weights, without the link, so that the
+// headroom rule alone keeps edge-1 off.
 func TestFullLinkGetsNoViewers(t *testing.T) {
 	caddyBin := testenv.Caddy(t)
 	edgeNS, sinkNS := testenv.VethPair(t)
@@ -62,9 +64,10 @@ http://:8080 {
 			t.Logf("edge-1 log:\n%s", lastLines(c.Log(), 40))
 		}
 	})
-	// edge-2 on loopback: no link to identify, so its served bytes stand
-	// in against the link it advertises.
-	e2 := startEdge(t, "edge-2", lib, "capacity {\n\t\t\tlink_bandwidth 1e9\n\t\t}", cluster.Options{})
+	// edge-2 on loopback advertises no link: its link is unknown, so it
+	// always has room, and the links do not weigh the choice (only some
+	// advertise one).
+	e2 := startEdge(t, "edge-2", lib, "", cluster.Options{})
 	edge2 := addr(e2.port)
 
 	port := freePort(t)
@@ -74,6 +77,9 @@ http://127.0.0.1:%d {
 	reverse_proxy %s %s {
 		lb_policy tiered {
 			interval 250ms
+			# The original formula: the link out of the score, so
+			# that the headroom rule alone keeps edge-1 off.
+			weights 0.30 0.25 0.20 0.15 0.10
 		}
 		transport edgetier
 	}

@@ -358,6 +358,7 @@ func (b *Board) judge(now int64) *rank.Judge {
 		Single:     cfg.Single,
 		MaxEjected: cfg.Ejection.MaxEjected,
 		SlowStart:  int64(cfg.SlowStart),
+		Headroom:   cfg.Headroom,
 	}
 }
 

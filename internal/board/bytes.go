@@ -84,15 +84,16 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 }
 
 // full reports whether the upstream, trusted and fresh at now with view v,
-// has no link headroom: the plan leaves it out while another can serve.
-func (e *Edge) full(v *rank.View, now int64, cfg *Config) bool {
+// has no link headroom (the plan leaves it out while another has room),
+// and its corrected link utilisation (0 when unknown or not fresh).
+func (e *Edge) full(v *rank.View, now int64, cfg *Config) (bool, float64) {
 	if v.Code(now, int64(cfg.Scoring.StaleAfter)) != rank.CodeTrusted {
 		// A full link stays full until a fresh report says otherwise: an
 		// agent whose polls time out behind it must not turn it into an
 		// upstream of average load with nothing in flight.
-		return e.sent.full.Load()
+		return e.sent.full.Load(), 0
 	}
-	full := !e.link(v, now, cfg.Headroom).Headroom
-	e.sent.full.Store(full)
-	return full
+	l := e.link(v, now, cfg.Headroom)
+	e.sent.full.Store(!l.Headroom)
+	return !l.Headroom, l.Utilisation
 }

@@ -64,7 +64,7 @@ func (p *Pool) Replan() *rank.Plan {
 			in[i].View = e.view.Load()
 			in[i].Slow, in[i].Probation = e.latency.slow.Load(), e.latency.probation.Load()
 			in[i].Ejected, in[i].RampSince = e.outcomes.ejectedUntil.Load() != 0, e.outcomes.rampSince.Load()
-			in[i].Full = e.full(in[i].View, now, cfg)
+			in[i].Full, in[i].Link = e.full(in[i].View, now, cfg)
 		}
 	}
 	pl := rank.Build(in, j)

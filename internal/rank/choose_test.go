@@ -84,7 +84,7 @@ func (p *testPool) judge() *Judge {
 	}
 	avg, _ := Average(views, p.now, int64(p.s.StaleAfter))
 	return &Judge{Now: p.now, StaleAfter: int64(p.s.StaleAfter), Average: avg,
-		PerStream: p.s.Weights[Streams] * 100 / p.s.Capacity.Streams, Thresholds: p.s.Thresholds, Hysteresis: p.s.Hysteresis}
+		PerStream: p.s.Weights[Streams] * 100 / p.s.Capacity.Streams, Thresholds: p.s.Thresholds, Hysteresis: p.s.Hysteresis, Headroom: DefaultHeadroom}
 }
 
 // choose decides from plan pl as a request would, planning again from the

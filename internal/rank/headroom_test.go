@@ -72,17 +72,22 @@ func TestHeadroomRule(t *testing.T) {
 		full  []bool
 		slow  []bool
 		avail []bool
-		want  []int // upstreams that may be chosen, the first of them is
+		link  []float64 // utilisations; nil: unknown
+		want  []int     // upstreams that may be chosen, the first of them is
 	}{
-		{"the full idle edge is left out", []float64{5, 40, 40}, []bool{true, false, false}, nil, nil, []int{1, 2}},
-		{"a full edge beside a loaded one with headroom", []float64{5, 90}, []bool{true, false}, nil, nil, []int{1}},
-		{"every edge full: they all serve", []float64{5, 40}, []bool{true, true}, nil, nil, []int{0}},
-		{"the only one with headroom is unavailable", []float64{5, 40}, []bool{true, false}, nil, []bool{true, false}, []int{0}},
-		{"none full: the tier rule", []float64{5, 40, 40}, nil, nil, nil, []int{0, 1, 2}},
+		{"the full idle edge is left out", []float64{5, 40, 40}, []bool{true, false, false}, nil, nil, nil, []int{1, 2}},
+		{"a full edge beside a loaded one with headroom", []float64{5, 90}, []bool{true, false}, nil, nil, nil, []int{1}},
+		{"every edge full: they all serve", []float64{5, 40}, []bool{true, true}, nil, nil, nil, []int{0}},
+		{"the only one with headroom is unavailable", []float64{5, 40}, []bool{true, false}, nil, []bool{true, false}, nil, []int{0}},
+		{"none full: the tier rule", []float64{5, 40, 40}, nil, nil, nil, nil, []int{0, 1, 2}},
+		// Room means a link below the limit by the band: beside links all
+		// near their limit the full one serves too.
+		{"a full edge beside one with room is left out", []float64{5, 40}, []bool{true, false}, nil, nil, []float64{0.97, 0.80}, []int{1}},
+		{"a full edge beside one nearly full: both serve", []float64{5, 40}, []bool{true, false}, nil, nil, []float64{0.97, 0.88}, []int{0, 1}},
 		// The slow edge has headroom: the full link stays out (a slow
 		// edge serves where nothing else can, a full link after it).
-		{"full and slow beside each other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{false, true}, nil, []int{1}},
-		{"full and slow on one edge, slow on the other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{true, true}, nil, []int{1}},
+		{"full and slow beside each other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{false, true}, nil, nil, []int{1}},
+		{"full and slow on one edge, slow on the other: the slow one with headroom serves", []float64{5, 40}, []bool{true, false}, []bool{true, true}, nil, nil, []int{1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +98,9 @@ func TestHeadroomRule(t *testing.T) {
 				p.in[i].Slow = tt.slow != nil && tt.slow[i]
 				if tt.avail != nil {
 					p.in[i].Available = tt.avail[i]
+				}
+				if tt.link != nil {
+					p.in[i].Link = tt.link[i]
 				}
 			}
 			shares := p.shares(400, false)

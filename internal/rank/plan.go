@@ -29,8 +29,11 @@ type Input struct {
 	// nanoseconds), for slow start; 0: not ramping.
 	RampSince int64
 	// Full: its link has no headroom (Headroom); no viewers while another
-	// upstream can serve.
+	// upstream has room (Spare).
 	Full bool
+	// Link is its link utilisation, 0–1, corrected by what the proxy sent
+	// it since its report (LinkAt); 0 when its link is unknown.
+	Link float64
 }
 
 // Judge is what the board knows beside the upstreams' views, loaded once
@@ -55,6 +58,8 @@ type Judge struct {
 	// SlowStart is the ramp of a new or returning upstream, nanoseconds;
 	// 0: off.
 	SlowStart int64
+	// Headroom is the pool's link_headroom; 0: DefaultHeadroom.
+	Headroom float64
 }
 
 // Mode is how a plan's candidates are chosen from.
@@ -120,19 +125,23 @@ type Candidate struct {
 // Build plans the choice among a pool's upstreams.
 func Build(in []Input, j *Judge) *Plan {
 	withEjected := panics(in, j.MaxEjected)
-	pl := build(in, j, admitNone, withEjected)
+	var first admit
+	if !spare(in, j) {
+		first = admitFull
+	}
+	pl := build(in, j, first, withEjected)
 	if pl.Mode == ModeNone && pl.Candidates != nil {
 		// Only clearly slower upstreams, or full links, can serve: slow
 		// beats nothing, and a slow edge with link headroom beats a full
 		// link.
-		if pl = build(in, j, admitSlow, withEjected); pl.Mode == ModeNone {
-			pl = build(in, j, admitFull, withEjected)
+		if pl = build(in, j, first|admitSlow, withEjected); pl.Mode == ModeNone {
+			pl = build(in, j, admitSlow|admitFull, withEjected)
 		}
 	}
 	if pl.Mode == ModeNone && !withEjected && slices.ContainsFunc(in, func(u Input) bool { return u.Ejected && u.Available }) {
 		// Only ejected upstreams can serve: they serve (panic).
 		withEjected = true
-		pl = build(in, j, admitFull, true)
+		pl = build(in, j, admitSlow|admitFull, true)
 	}
 	pl.Panic = withEjected
 	return pl
@@ -143,10 +152,35 @@ func Build(in []Input, j *Judge) *Plan {
 type admit uint8
 
 const (
-	admitNone admit = iota // neither slow ones nor full links
-	admitSlow              // the slow ones (and those on probation), not full links
-	admitFull              // all of them
+	admitSlow admit = 1 << iota // the slow ones (and those on probation)
+	admitFull                   // full links
 )
+
+// spare reports whether an upstream that can serve has link room to take
+// a full link's new viewers: not full, and its utilisation below the limit
+// by HeadroomBand at least (or its link unknown). Where every link is
+// near its limit, leaving the fullest out would only move its viewers onto
+// the next to fill, and back when it drains: they all serve, and their
+// requests in flight decide.
+func spare(in []Input, j *Judge) bool {
+	limit := j.Headroom
+	if limit <= 0 {
+		limit = DefaultHeadroom
+	}
+	full := false
+	for i := range in {
+		u := &in[i]
+		if !u.Available || u.Ejected {
+			continue
+		}
+		if u.Full {
+			full = true
+		} else if u.Link <= limit-HeadroomBand {
+			return true
+		}
+	}
+	return !full
+}
 
 // build plans with the upstreams kept off that adm admits, and without
 // the ejected ones unless withEjected; a ModeNone plan with non-nil
@@ -161,7 +195,7 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		if !u.Available || (u.Ejected && !withEjected) {
 			continue
 		}
-		if (u.Full && adm < admitFull) || ((u.Slow || (u.Probation && u.InFlight > 0)) && adm < admitSlow) {
+		if (u.Full && adm&admitFull == 0) || ((u.Slow || (u.Probation && u.InFlight > 0)) && adm&admitSlow == 0) {
 			slowSkipped = true
 			continue
 		}

@@ -30,12 +30,15 @@ type Components [NumComponents]float64
 // Weights of the score components; they sum to 1.
 type Weights [NumComponents]float64
 
-// DefaultWeights are the original design's: CPU 30 %, memory 25 %,
-// request rate 20 %, streams 15 %, response time 10 %, and bandwidth 0:
-// a full link is kept off by the headroom rule (Headroom), and where every
-// edge advertises its link the links weigh the choice (linkCost), so the
-// original formula and its tiers stand.
-var DefaultWeights = OriginalWeights
+// DefaultWeights give bandwidth (link utilisation) a quarter and keep the
+// original design's proportions for the rest, so an edge whose link is
+// unknown is scored by the original formula: CPU 30 %, memory 25 %,
+// request rate 20 %, streams 15 %, response time 10 % (Weights.For). A
+// video edge runs out of link first: an edge whose link nears full still
+// answers fast and finishes few requests, and without its link in its
+// score it would sit a tier below the others and draw every new viewer
+// until the headroom rule shut it off, then again once it drained.
+var DefaultWeights = OriginalWeights.withBandwidth(0.25)
 
 // OriginalWeights are the original design's five, bandwidth 0.
 var OriginalWeights = Weights{0.30, 0.25, 0.20, 0.15, 0.10, 0}

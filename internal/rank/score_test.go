@@ -64,7 +64,8 @@ func TestNormaliseAndScore(t *testing.T) {
 		wantScore float64
 	}{
 		{"defaults, link unknown: the original formula", DefaultCapacity, DefaultWeights.For(false), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
-		{"defaults, link known: the original formula", DefaultCapacity, DefaultWeights.For(true), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
+		{"defaults, link known: bandwidth a quarter, the rest in the original proportions", DefaultCapacity, DefaultWeights.For(true), Components{50, 40, 50, 50, 50, 95},
+			0.75*(0.30*50+0.25*40+0.20*50+0.15*50+0.10*50) + 0.25*95},
 		{"five weights: the original formula, link known or not", DefaultCapacity, OriginalWeights.For(true), Components{50, 40, 50, 50, 50, 95}, 0.30*50 + 0.25*40 + 0.20*50 + 0.15*50 + 0.10*50},
 		{"clamped to capacity", Capacity{Streams: 10, Requests: 10, ResponseTime: 0.1}, DefaultWeights.For(false), Components{50, 40, 100, 100, 100, 95}, 0.30*50 + 0.25*40 + 0.45*100},
 		{"cpu only", DefaultCapacity, Weights{1, 0, 0, 0, 0}, Components{50, 40, 50, 50, 50, 95}, 50},
