@@ -119,7 +119,7 @@ number is set from that system's own capacity, healthy, as above.
 	}
 	for _, r := range res.scenarios {
 		fmt.Fprintf(&b, "## (%s) %s\n\n", r.key, r.title)
-		if len(r.arms) < len(res.scenarios[0].arms) {
+		if len(r.arms) > 0 && len(r.arms) < len(res.scenarios[0].arms) {
 			fmt.Fprintf(&b, "Only %s, the goal's arms. ", strings.Join(r.arms, " and "))
 		}
 		if r.rounds != o.rounds {
