@@ -127,6 +127,10 @@ func (l *Least) Pass(c *Candidate) {
 // candidate, choices 1) rather than Start or Tie.
 func (c *Candidate) Special() bool { return c.special }
 
+// Plain reports whether no candidate of pl needs Offer: each goes to Start
+// or Tie by its load, so a loop over them needs no call per candidate.
+func (pl *Plan) Plain() bool { return !pl.special }
+
 // Empty reports whether nothing was offered yet.
 func (l *Least) Empty() bool { return l.ties == 0 }
 

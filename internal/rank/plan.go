@@ -88,6 +88,8 @@ type Plan struct {
 	Panic      bool
 	Candidates []Candidate
 	th         Thresholds
+	// special: some candidate needs Least.Offer (Candidate.Special).
+	special bool
 }
 
 // Candidate is an upstream of a plan. While the plan is current its view
@@ -238,6 +240,7 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
 		c.ramp = rampOdds(Ramp(in[c.Index].RampSince, j.Now, j.SlowStart), len(pl.Candidates))
 		c.special = c.Probation || c.single || c.lone || c.ramp != 0
+		pl.special = pl.special || c.special
 		c.cost = 1
 		// An edge whose report shows it idle has room now, whatever it
 		// could take when busy: its requests weigh alike, so a recovered
