@@ -355,7 +355,11 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		} else {
 			offerAll(&l, pl, pool, failed)
 		}
-		k, kind, ok := pl.Decide(&l)
+		k, kind := pl.Settled(&l) // inlined: Decide only when not settled
+		ok := k >= 0
+		if !ok {
+			k, kind, ok = pl.Decide(&l)
+		}
 		if !ok && attempt == 1 && k < 0 {
 			// The pool changed under both plans (in-flight counts and
 			// health move with every request): nil would cost the viewer

@@ -160,17 +160,33 @@ func (l *Least) draw(k int) {
 	}
 }
 
+// Settled is Decide's usual case, small enough to be inlined into the
+// caller's: one least loaded candidate of a plan by the tier rule, without
+// a lone candidate, still in its planned tier. It returns the candidate and
+// the kind of selection, as Decide would, or -1 when it is not that case
+// (then Decide decides).
+func (pl *Plan) Settled(l *Least) (k int, kind Kind) {
+	if l.ties == 1 && pl.settles {
+		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameTierLoad {
+			return int(l.pair[0]), a.kind
+		}
+	}
+	return -1, 0
+}
+
 // Decide chooses among what was offered. It returns the candidate (its
 // position in pl.Candidates; -1 for none) and the kind of selection; ok is
 // false when the choice no longer fits the plan, and the caller should
 // build a plan from what it sees now and decide from that.
 func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
-	if l.ties == 1 && pl.Mode == ModeTiers && !pl.Lone {
-		// The usual case: one least busy candidate, still in its planned tier.
-		if a := &pl.Candidates[l.pair[0]]; a.inFlightAt(l.least) <= int(a.sameTierUpTo) {
-			return int(l.pair[0]), a.kind, true
-		}
+	if k, kind := pl.Settled(l); k >= 0 {
+		return k, kind, true
 	}
+	return pl.decide(l)
+}
+
+// decide is Decide without the shortcut of Settled.
+func (pl *Plan) decide(l *Least) (k int, kind Kind, ok bool) {
 	if l.ties == 0 && l.spareSeen > 0 {
 		l.useSpare(pl)
 	}

@@ -90,6 +90,9 @@ type Plan struct {
 	th         Thresholds
 	// special: some candidate needs Least.Offer (Candidate.Special).
 	special bool
+	// settles: a single least loaded candidate still in its planned tier
+	// is the choice (Settled): ModeTiers, not Lone.
+	settles bool
 }
 
 // Candidate is an upstream of a plan. While the plan is current its view
@@ -113,6 +116,10 @@ type Candidate struct {
 	// within CostRatio of it, and for those without an estimate).
 	cost         int32
 	sameTierUpTo int32
+	// sameTierLoad is its load (Load) with sameTierUpTo in flight: a load
+	// is a multiple of cost, so it is at most this exactly when its
+	// requests in flight are at most sameTierUpTo (Settled compares loads).
+	sameTierLoad int
 	Score        float64 // when planned
 	view         *View   // trusted; nil: counted as average
 	average      float64 // for an upstream without a view
@@ -249,7 +256,9 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 			largest >= CostRatio*c.view.EstimatedRequests {
 			c.cost = int32(min(math.Round(largest/c.view.EstimatedRequests), maxCost))
 		}
+		c.sameTierLoad = c.Load(int(c.sameTierUpTo))
 	}
+	pl.settles = pl.Mode == ModeTiers && !pl.Lone
 	return pl
 }
 
