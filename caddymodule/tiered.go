@@ -410,14 +410,12 @@ func offerAll(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool, fail
 // least_conn's loop (weighed by each candidate's cost), and costs about as
 // much.
 func offerPlain(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool) {
-	cands := pl.Candidates
-	for k := range cands {
-		c := &cands[k]
-		u := pool[c.Index]
+	for k, s := range pl.Slots() {
+		u := pool[s.Index]
 		if !u.Available() {
 			continue
 		}
-		switch n := c.Load(u.NumRequests()); {
+		switch n := s.Load(u.NumRequests()); {
 		case l.Empty() || n < l.Least():
 			l.Start(k, n)
 		case n == l.Least():
