@@ -39,8 +39,9 @@ type Least struct {
 	bestScore float64
 	rng       Rand
 	ties      uint32
-	pair      [2]int32
-	best      int32
+	// pair[2] takes the draws that keep neither (draw)
+	pair [3]int32
+	best int32
 	// a ramping candidate passed over (the least busy of them, ties by
 	// chance), for when nothing else is offered
 	spare, spareLoad      int32
@@ -153,11 +154,15 @@ func (l *Least) Tie(k int) {
 	}
 }
 
+// draw is Tie past the second tie, kept out of line so that Tie, on the
+// loop's path, is inlined.
+//
+//go:noinline
 func (l *Least) draw(k int) {
 	l.ties++
-	if j := l.rng.Below(l.ties); j < 2 {
-		l.pair[j] = int32(k)
-	}
+	// Kept when the draw is below 2: without a branch on it, which the
+	// processor could only guess.
+	l.pair[min(l.rng.Below(l.ties), 2)] = int32(k)
 }
 
 // Settled is Decide's usual case, small enough to be inlined into the
@@ -230,14 +235,22 @@ func (pl *Plan) decide(l *Least) (k int, kind Kind, ok bool) {
 	as, at := a.judge(pl.th, a.inFlightAt(l.least))
 	b := &cands[l.pair[1]]
 	bs, bt := b.judge(pl.th, b.inFlightAt(l.least))
-	switch {
-	case at > pl.Top && bt > pl.Top:
+	if at > pl.Top && bt > pl.Top {
 		return -1, 0, false
-	case Outranks(at, as, bt, bs, pl.Hysteresis):
-	case Outranks(bt, bs, at, as, pl.Hysteresis), Better(bs, as, pl.Hysteresis, &l.rng):
-		return int(l.pair[1]), b.Kind(bt), true
 	}
-	return int(l.pair[0]), a.Kind(at), true
+	// The first of the pair (0) or the second (1), picked by index: a
+	// branch on the chance of Better is one the processor can only guess.
+	var pick uint32
+	switch {
+	case Outranks(at, as, bt, bs, pl.Hysteresis):
+	case Outranks(bt, bs, at, as, pl.Hysteresis):
+		pick = 1
+	default:
+		pick = Better(bs, as, pl.Hysteresis, &l.rng)
+	}
+	tiers := [2]Tier{at, bt}
+	k = int(l.pair[pick])
+	return k, cands[k].Kind(tiers[pick]), true
 }
 
 // LoneLoad is the most load (Candidate.Load) a lone best upstream may
@@ -246,16 +259,18 @@ func (pl *Plan) decide(l *Least) (k int, kind Kind, ok bool) {
 // flight and the next: two more), so in an idle pool it takes the first.
 func LoneLoad(least int) int { return 2*least + 1 }
 
-// Better reports whether score x is better than y for two upstreams with
-// as many requests in flight: clearly lower (by more than tolerance), or
-// as close and chance says so, so idle periods do not send everyone to the
-// upstream whose score is lowest by noise.
-func Better(x, y, tolerance float64, rng *Rand) bool {
+// Better is 1 when score x is better than y for two upstreams with as
+// many requests in flight, else 0: clearly lower (by more than tolerance),
+// or as close and chance says so, so idle periods do not send everyone to
+// the upstream whose score is lowest by noise. A number, not a bool, so
+// that the caller picks by index: a branch on chance is one the processor
+// can only guess.
+func Better(x, y, tolerance float64, rng *Rand) uint32 {
 	switch {
 	case x < y-tolerance:
-		return true
+		return 1
 	case y < x-tolerance:
-		return false
+		return 0
 	}
-	return rng.Below(2) == 0
+	return 1 - rng.Below(2)
 }
