@@ -334,7 +334,7 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		return nil
 	}
 	var failed *tries
-	if r != nil {
+	if r != nil && failing.Load() != 0 {
 		failed = requestTries(r)
 	}
 	var bp *board.Pool
