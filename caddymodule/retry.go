@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,6 +44,13 @@ type tries struct {
 	failed []string  // the edges that failed it, by dial address
 }
 
+// failing counts the requests that failed a try, from the first until the
+// request's context is done (it was served, or its client went away: a try
+// after that fails at once, wherever it goes). While there is none, no
+// request has tries to look up: the lookup, through the request's context
+// and its variables, costs more than the rest of a choice (Select).
+var failing atomic.Int64
+
 // requestTries is r's failed tries so far, nil for none.
 func requestTries(r *http.Request) *tries {
 	if r == nil {
@@ -63,6 +71,8 @@ func noteFailure(req *http.Request, dial string, start time.Time) *tries {
 	t := requestTries(req)
 	if t == nil {
 		t = &tries{first: start}
+		failing.Add(1)
+		context.AfterFunc(req.Context(), func() { failing.Add(-1) })
 		caddyhttp.SetVar(req.Context(), triesVar, t)
 	}
 	t.failed = append(t.failed, dial)

@@ -66,6 +66,29 @@ func TestRetryLeavesOutFailedEdges(t *testing.T) {
 	}
 }
 
+// TestFailedTriesCountedWhileServed: a request that failed a try counts
+// among the failing until its context is done, once however many tries it
+// failed; while none is counted, Select need not look up a request's tries.
+func TestFailedTriesCountedWhileServed(t *testing.T) {
+	before := failing.Load()
+	ctx, cancel := context.WithCancel(withVars(http.MethodGet).Context())
+	req := httptest.NewRequest(http.MethodGet, "http://lb/video.mp4", nil).WithContext(ctx)
+	noteFailure(req, "127.0.0.1:1", time.Now())
+	noteFailure(req, "127.0.0.1:2", time.Now())
+	if n := failing.Load() - before; n != 1 {
+		t.Errorf("a request that failed two tries counts %d times among the failing, want 1", n)
+	}
+	if tr := requestTries(req); tr == nil || len(tr.failed) != 2 {
+		t.Fatalf("the request's tries = %+v, want its two failures", tr)
+	}
+	cancel()
+	for deadline := time.Now().Add(5 * time.Second); failing.Load() != before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the request was served, still %d more failing than before it", failing.Load()-before)
+		}
+	}
+}
+
 type closeCounter struct {
 	io.Reader
 	closed *int

@@ -2,9 +2,13 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
@@ -51,6 +55,26 @@ func BenchmarkSelect(b *testing.B) {
 					})
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkSelectRequest is Select at 3 upstreams (distinct in-flight
+// counts) with the request as Caddy's server hands it on, its variables in
+// its context, rather than none: a request that failed no try.
+func BenchmarkSelectRequest(b *testing.B) {
+	p, dials, r := newTestPolicy(b, 3)
+	for i, d := range dials {
+		r.load[d].Store(int64(10 + i))
+	}
+	pool, release := holdInFlight(b, dials, []int{0, 1, 2})
+	defer release()
+	trust(b, p, pool, r)
+	req := caddyhttp.PrepareRequest(httptest.NewRequest(http.MethodGet, "http://lb/video.mp4", nil), caddy.NewReplacer(), nil, &caddyhttp.Server{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.Select(pool, req, nil) == nil {
+			b.Fatal("no upstream")
 		}
 	}
 }

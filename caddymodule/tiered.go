@@ -326,13 +326,15 @@ type poolCache struct {
 // board.Pool.Choose over Caddy's own upstream type: a call through an
 // interface per candidate would cost more than the rest of a choice. A
 // retry leaves out the edges that failed the request's earlier tries
-// (retry.go) while another can serve.
+// (retry.go) while another can serve; a request that failed none, choosing
+// among candidates none of which needs a closer look, takes the loop of
+// offerPlain, no dearer than least_conn's.
 func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
 	if len(pool) == 0 {
 		return nil
 	}
 	var failed *tries
-	if r != nil {
+	if r != nil && failing.Load() != 0 {
 		failed = requestTries(r)
 	}
 	var bp *board.Pool
@@ -348,28 +350,16 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 			pl = bp.Replan()
 		}
 		var l rank.Least
-		for k := range pl.Candidates {
-			c := &pl.Candidates[k]
-			u := pool[c.Index]
-			switch {
-			case !u.Available():
-				continue
-			case failed.failedBy(u.Dial):
-				l.Pass(c) // it failed this request: another serves
-				continue
-			}
-			// l.Offer, inlined for Caddy's type (see rank.Least.Offer).
-			inflight := u.NumRequests()
-			switch n := c.Load(inflight); {
-			case c.Special():
-				l.Offer(pl, c, k, inflight)
-			case l.Empty() || n < l.Least():
-				l.Start(k, n)
-			case n == l.Least():
-				l.Tie(k)
-			}
+		if failed == nil && pl.Plain() {
+			offerPlain(&l, pl, pool)
+		} else {
+			offerAll(&l, pl, pool, failed)
 		}
-		k, kind, ok := pl.Decide(&l)
+		k, kind := pl.Settled(&l) // inlined: Decide only when not settled
+		ok := k >= 0
+		if !ok {
+			k, kind, ok = pl.Decide(&l)
+		}
 		if !ok && attempt == 1 && k < 0 {
 			// The pool changed under both plans (in-flight counts and
 			// health move with every request): nil would cost the viewer
@@ -385,6 +375,52 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 			return pool[i]
 		}
 		pl = nil
+	}
+}
+
+// offerAll offers l each candidate of pl available in pool, with its
+// requests in flight, passing over those that failed the request's earlier
+// tries: rank.Least.Offer inlined for Caddy's type.
+func offerAll(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool, failed *tries) {
+	cands := pl.Candidates
+	for k := range cands {
+		c := &cands[k]
+		u := pool[c.Index]
+		switch {
+		case !u.Available():
+			continue
+		case failed.failedBy(u.Dial):
+			l.Pass(c) // it failed this request: another serves
+			continue
+		}
+		inflight := u.NumRequests()
+		switch n := c.Load(inflight); {
+		case c.Special():
+			l.Offer(pl, c, k, inflight)
+		case l.Empty() || n < l.Least():
+			l.Start(k, n)
+		case n == l.Least():
+			l.Tie(k)
+		}
+	}
+}
+
+// offerPlain is offerAll for the usual request: it failed no try yet, and
+// no candidate needs Offer (pl.Plain). Without those checks and calls it is
+// least_conn's loop (weighed by each candidate's cost), and costs about as
+// much.
+func offerPlain(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool) {
+	for k, s := range pl.Slots() {
+		u := pool[s.Index]
+		if !u.Available() {
+			continue
+		}
+		switch n := s.Load(u.NumRequests()); {
+		case l.Empty() || n < l.Least():
+			l.Start(k, n)
+		case n == l.Least():
+			l.Tie(k)
+		}
 	}
 }
 

@@ -39,8 +39,9 @@ type Least struct {
 	bestScore float64
 	rng       Rand
 	ties      uint32
-	pair      [2]int32
-	best      int32
+	// pair[2] takes the draws that keep neither (draw)
+	pair [3]int32
+	best int32
 	// a ramping candidate passed over (the least busy of them, ties by
 	// chance), for when nothing else is offered
 	spare, spareLoad      int32
@@ -127,6 +128,10 @@ func (l *Least) Pass(c *Candidate) {
 // candidate, choices 1) rather than Start or Tie.
 func (c *Candidate) Special() bool { return c.special }
 
+// Plain reports whether no candidate of pl needs Offer: each goes to Start
+// or Tie by its load, so a loop over them needs no call per candidate.
+func (pl *Plan) Plain() bool { return !pl.special }
+
 // Empty reports whether nothing was offered yet.
 func (l *Least) Empty() bool { return l.ties == 0 }
 
@@ -149,11 +154,29 @@ func (l *Least) Tie(k int) {
 	}
 }
 
+// draw is Tie past the second tie, kept out of line so that Tie, on the
+// loop's path, is inlined.
+//
+//go:noinline
 func (l *Least) draw(k int) {
 	l.ties++
-	if j := l.rng.Below(l.ties); j < 2 {
-		l.pair[j] = int32(k)
+	// Kept when the draw is below 2: without a branch on it, which the
+	// processor could only guess.
+	l.pair[min(l.rng.Below(l.ties), 2)] = int32(k)
+}
+
+// Settled is Decide's usual case, small enough to be inlined into the
+// caller's: one least loaded candidate of a plan by the tier rule, without
+// a lone candidate, still in its planned tier. It returns the candidate and
+// the kind of selection, as Decide would, or -1 when it is not that case
+// (then Decide decides).
+func (pl *Plan) Settled(l *Least) (k int, kind Kind) {
+	if l.ties == 1 && pl.settles {
+		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameTierLoad {
+			return int(l.pair[0]), a.kind
+		}
 	}
+	return -1, 0
 }
 
 // Decide chooses among what was offered. It returns the candidate (its
@@ -161,12 +184,14 @@ func (l *Least) draw(k int) {
 // false when the choice no longer fits the plan, and the caller should
 // build a plan from what it sees now and decide from that.
 func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
-	if l.ties == 1 && pl.Mode == ModeTiers && !pl.Lone {
-		// The usual case: one least busy candidate, still in its planned tier.
-		if a := &pl.Candidates[l.pair[0]]; a.inFlightAt(l.least) <= int(a.sameTierUpTo) {
-			return int(l.pair[0]), a.kind, true
-		}
+	if k, kind := pl.Settled(l); k >= 0 {
+		return k, kind, true
 	}
+	return pl.decide(l)
+}
+
+// decide is Decide without the shortcut of Settled.
+func (pl *Plan) decide(l *Least) (k int, kind Kind, ok bool) {
 	if l.ties == 0 && l.spareSeen > 0 {
 		l.useSpare(pl)
 	}
@@ -210,14 +235,22 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 	as, at := a.judge(pl.th, a.inFlightAt(l.least))
 	b := &cands[l.pair[1]]
 	bs, bt := b.judge(pl.th, b.inFlightAt(l.least))
-	switch {
-	case at > pl.Top && bt > pl.Top:
+	if at > pl.Top && bt > pl.Top {
 		return -1, 0, false
-	case Outranks(at, as, bt, bs, pl.Hysteresis):
-	case Outranks(bt, bs, at, as, pl.Hysteresis), Better(bs, as, pl.Hysteresis, &l.rng):
-		return int(l.pair[1]), b.Kind(bt), true
 	}
-	return int(l.pair[0]), a.Kind(at), true
+	// The first of the pair (0) or the second (1), picked by index: a
+	// branch on the chance of Better is one the processor can only guess.
+	var pick uint32
+	switch {
+	case Outranks(at, as, bt, bs, pl.Hysteresis):
+	case Outranks(bt, bs, at, as, pl.Hysteresis):
+		pick = 1
+	default:
+		pick = Better(bs, as, pl.Hysteresis, &l.rng)
+	}
+	tiers := [2]Tier{at, bt}
+	k = int(l.pair[pick])
+	return k, cands[k].Kind(tiers[pick]), true
 }
 
 // LoneLoad is the most load (Candidate.Load) a lone best upstream may
@@ -226,16 +259,18 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 // flight and the next: two more), so in an idle pool it takes the first.
 func LoneLoad(least int) int { return 2*least + 1 }
 
-// Better reports whether score x is better than y for two upstreams with
-// as many requests in flight: clearly lower (by more than tolerance), or
-// as close and chance says so, so idle periods do not send everyone to the
-// upstream whose score is lowest by noise.
-func Better(x, y, tolerance float64, rng *Rand) bool {
+// Better is 1 when score x is better than y for two upstreams with as
+// many requests in flight, else 0: clearly lower (by more than tolerance),
+// or as close and chance says so, so idle periods do not send everyone to
+// the upstream whose score is lowest by noise. A number, not a bool, so
+// that the caller picks by index: a branch on chance is one the processor
+// can only guess.
+func Better(x, y, tolerance float64, rng *Rand) uint32 {
 	switch {
 	case x < y-tolerance:
-		return true
+		return 1
 	case y < x-tolerance:
-		return false
+		return 0
 	}
-	return rng.Below(2) == 0
+	return 1 - rng.Below(2)
 }

@@ -2,6 +2,7 @@ package rank
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -505,5 +506,51 @@ func TestCandidateSpan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSettledIsTheRule: the shortcut of Settled chooses what the rule
+// (decide) chooses, in plans of every mode, with and without weighed
+// requests in flight.
+func TestSettledIsTheRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	settled := 0
+	for round := 0; round < 3000; round++ {
+		p := newTestPool(1+rng.IntN(8), nil)
+		for i := range p.in {
+			switch rng.IntN(6) {
+			case 0: // no report
+			case 1:
+				p.serving(i, 20+rng.Float64()*80, rng.Float64()*300) // an estimate: weighed
+			case 2:
+				p.report(i, rng.Float64()*100, edgeagent.StateDrain, 2)
+			default:
+				p.report(i, rng.Float64()*100, edgeagent.StateReady, 2)
+			}
+			p.in[i].InFlight = rng.IntN(40)
+			p.in[i].Available = rng.IntN(8) > 0
+		}
+		pl := Build(p.in, p.judge())
+		for range 5 {
+			var l Least
+			for k := range pl.Candidates {
+				c := &pl.Candidates[k]
+				if u := &p.in[c.Index]; u.Available {
+					l.Offer(pl, c, k, max(0, u.InFlight+rng.IntN(200)-100))
+				}
+			}
+			k, kind := pl.Settled(&l)
+			if k < 0 {
+				continue
+			}
+			settled++
+			if wk, wkind, ok := pl.decide(&l); wk != k || wkind != kind || !ok {
+				t.Fatalf("round %d: Settled chose %d (%s), the rule %d (%s, fits %t); plan %+v, least %+v",
+					round, k, KindLabels[kind], wk, KindLabels[wkind], ok, pl, l)
+			}
+		}
+	}
+	if settled < 1000 {
+		t.Errorf("Settled decided %d times: the test no longer exercises it", settled)
 	}
 }

@@ -92,7 +92,13 @@ type Plan struct {
 	// are candidates too.
 	Panic      bool
 	Candidates []Candidate
+	slots      []Slot // one per candidate (Slots)
 	th         Thresholds
+	// special: some candidate needs Least.Offer (Candidate.Special).
+	special bool
+	// settles: a single least loaded candidate still in its planned tier
+	// is the choice (Settled): ModeTiers, not Lone.
+	settles bool
 }
 
 // Candidate is an upstream of a plan. While the plan is current its view
@@ -116,11 +122,28 @@ type Candidate struct {
 	// within CostRatio of it, and for those without an estimate).
 	cost         int32
 	sameTierUpTo int32
+	// sameTierLoad is its load (Load) with sameTierUpTo in flight: a load
+	// is a multiple of cost, so it is at most this exactly when its
+	// requests in flight are at most sameTierUpTo (Settled compares loads).
+	sameTierLoad int
 	Score        float64 // when planned
 	view         *View   // trusted; nil: counted as average
 	average      float64 // for an upstream without a view
 	perStream    float64
 }
+
+// Slot is what the loop of a request reads of a candidate (Plan.Slots):
+// the whole loop reads an eighth of the memory the candidates take.
+type Slot struct {
+	Index int32 // in the pool
+	cost  int32 // the candidate's
+}
+
+// Load is the candidate's Load.
+func (s Slot) Load(inflight int) int { return load(inflight, s.cost) }
+
+// Slots are the candidates' slots, in the order of Candidates.
+func (pl *Plan) Slots() []Slot { return pl.slots }
 
 // Build plans the choice among a pool's upstreams.
 func Build(in []Input, j *Judge) *Plan {
@@ -273,11 +296,13 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		largestLink = max(largestLink, link)
 		linked = linked && link > 0
 	}
+	pl.slots = make([]Slot, len(pl.Candidates))
 	for k := range pl.Candidates {
 		c := &pl.Candidates[k]
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
 		c.ramp = rampOdds(Ramp(in[c.Index].RampSince, j.Now, j.SlowStart), len(pl.Candidates))
 		c.special = c.Probation || c.single || c.lone || c.ramp != 0
+		pl.special = pl.special || c.special
 		c.cost = 1
 		// An edge whose report shows it idle has room now, whatever it
 		// could take when busy: its requests weigh alike, so a recovered
@@ -289,7 +314,10 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		if linked {
 			c.cost = linkCost(c.cost, largestLink/LinkCapacity(&c.view.Report))
 		}
+		c.sameTierLoad = c.Load(int(c.sameTierUpTo))
+		pl.slots[k] = Slot{Index: int32(c.Index), cost: c.cost}
 	}
+	pl.settles = pl.Mode == ModeTiers && !pl.Lone
 	return pl
 }
 
@@ -314,7 +342,9 @@ const CostRatio = 3
 // them: an edge that can take a tenth of the others' requests counts each
 // of its requests in flight ten times, so a starved edge idling because it is kept
 // off does not win every request by having the fewest in flight.
-func (c *Candidate) Load(inflight int) int { return (inflight + 1) * int(c.cost) }
+func (c *Candidate) Load(inflight int) int { return load(inflight, c.cost) }
+
+func load(inflight int, cost int32) int { return (inflight + 1) * int(cost) }
 
 // maxCost bounds a candidate's cost: past it, its requests weigh alike.
 const maxCost = 1 << 10
