@@ -75,15 +75,7 @@ func (s *system) setLink(e *edge, rate, advertised float64) error {
 
 func (s *system) stopLinked() {
 	for _, e := range s.linked {
-		if e.caddy != nil {
-			e.caddy.Stop()
-		}
-		if e.group != nil {
-			_ = e.group.Remove()
-		}
-		if e.ns != nil {
-			_ = e.ns.Remove()
-		}
+		e.stop()
 	}
 }
 
@@ -91,34 +83,23 @@ func (s *system) stopLinked() {
 // returned function is called, which gives the link utilisations it
 // reported.
 func (s *system) sampleLink(e *edge) func() []float64 {
-	stop, done := make(chan struct{}), make(chan []float64)
 	url := "http://" + net.JoinHostPort(e.host, strconv.Itoa(e.port)) + "/_edgetier/load"
-	go func() {
-		var got []float64
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				done <- got
-				return
-			case <-tick.C:
-			}
-			resp, err := http.Get(url)
-			if err != nil {
-				continue
-			}
-			var r struct {
-				LinkUtilisation float64 `json:"link_utilisation"`
-			}
-			if json.NewDecoder(resp.Body).Decode(&r) == nil {
-				got = append(got, r.LinkUtilisation)
-			}
-			resp.Body.Close()
+	var got []float64
+	stop := every(250*time.Millisecond, func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			return
 		}
-	}()
+		defer resp.Body.Close()
+		var r struct {
+			LinkUtilisation float64 `json:"link_utilisation"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&r) == nil {
+			got = append(got, r.LinkUtilisation)
+		}
+	})
 	return func() []float64 {
-		close(stop)
-		return <-done
+		stop()
+		return got
 	}
 }

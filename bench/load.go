@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 )
@@ -41,14 +40,7 @@ func (s *sample) herdingCV(edges []string) float64 {
 
 func (s *sample) throughputMBps() float64 { return float64(s.bytes) / 1e6 / s.elapsed.Seconds() }
 
-func (s *sample) percentile(p float64) time.Duration {
-	if len(s.ttfb) == 0 {
-		return 0
-	}
-	v := append([]time.Duration(nil), s.ttfb...)
-	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
-	return v[min(len(v)-1, int(p*float64(len(v))))]
-}
+func (s *sample) percentile(p float64) time.Duration { return quantile(s.ttfb, p) }
 
 // play runs players against bases (one per balancer; players are spread
 // over them) for warm and then d, the way video players fetch: the head of

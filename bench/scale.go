@@ -125,15 +125,7 @@ func (s *system) killAndRestart(warm, d time.Duration, a, b *edge) func() error 
 // two, which only (i) uses.
 func (s *system) stopScale() {
 	for _, e := range s.scale {
-		if e.caddy != nil {
-			e.caddy.Stop()
-		}
-		if e.group != nil {
-			_ = e.group.Remove()
-		}
-		if e.ns != nil {
-			_ = e.ns.Remove()
-		}
+		e.stop()
 	}
 	s.scale = nil
 	for len(s.lbs) > 2 {

@@ -73,46 +73,31 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 // called: each edge's score, tier, link utilisation, and whether it is
 // full, slow or ejected (-trace, for development).
 func (s *system) trace(pool string) func() {
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier",
-				"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected")
-			if err != nil {
-				log.Printf("    trace: %v", err)
-				continue
-			}
-			var parts []string
-			for _, e := range s.edges {
-				if v := g[e.name]; v != nil {
-					full := ""
-					if v[3] == 0 {
-						full = " FULL"
-					}
-					if v[4] == 1 {
-						full += " SLOW"
-					}
-					if v[5] == 1 {
-						full += " EJECTED"
-					}
-					parts = append(parts, fmt.Sprintf("%s %.0f t%.0f link %.2f%s", e.name, v[0], v[1], v[2], full))
-				}
-			}
-			log.Printf("    %s: %s", pool, strings.Join(parts, " | "))
+	return every(500*time.Millisecond, func() {
+		g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier",
+			"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected")
+		if err != nil {
+			log.Printf("    trace: %v", err)
+			return
 		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-	}
+		var parts []string
+		for _, e := range s.edges {
+			if v := g[e.name]; v != nil {
+				full := ""
+				if v[3] == 0 {
+					full = " FULL"
+				}
+				if v[4] == 1 {
+					full += " SLOW"
+				}
+				if v[5] == 1 {
+					full += " EJECTED"
+				}
+				parts = append(parts, fmt.Sprintf("%s %.0f t%.0f link %.2f%s", e.name, v[0], v[1], v[2], full))
+			}
+		}
+		log.Printf("    %s: %s", pool, strings.Join(parts, " | "))
+	})
 }
 
 func label(m *dto.Metric, name string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"sort"
+	"time"
 )
 
 func coefficientOfVariation(v []float64) (float64, bool) {
@@ -49,4 +50,37 @@ func mean(v []float64) float64 {
 		s += x
 	}
 	return s / float64(len(v))
+}
+
+// quantile is the p-quantile of v (0 for none).
+func quantile(v []time.Duration, p float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// every runs fn every d on a goroutine of its own until the returned
+// function is called, which returns once fn has run its last time.
+func every(d time.Duration, fn func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }

@@ -155,6 +155,23 @@ func (s *system) newEdge(name, set string, ns *cluster.Netns, quota float64) (*e
 	return e, s.startEdge(e)
 }
 
+// stop stops the edge and removes what it was given: its delay proxy,
+// cgroup and network namespace.
+func (e *edge) stop() {
+	if e.caddy != nil {
+		e.caddy.Stop()
+	}
+	if e.delay != nil {
+		_ = e.delay.srv.Close()
+	}
+	if e.group != nil {
+		_ = e.group.Remove()
+	}
+	if e.ns != nil {
+		_ = e.ns.Remove()
+	}
+}
+
 // startEdge starts (or starts again) an edge's Caddy.
 func (s *system) startEdge(e *edge) error {
 	wrap := e.group.Wrap()
@@ -396,15 +413,7 @@ func (s *system) stop() {
 	s.stopLinked()
 	s.stopScale()
 	for _, e := range s.loop {
-		if e.caddy != nil {
-			e.caddy.Stop()
-		}
-		if e.delay != nil {
-			_ = e.delay.srv.Close()
-		}
-		if e.group != nil {
-			_ = e.group.Remove()
-		}
+		e.stop()
 	}
 	if s.balancers != nil {
 		_ = s.balancers.Remove()

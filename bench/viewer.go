@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,15 +56,6 @@ func (v *viewing) playedPerSecond() float64 {
 func (v *viewing) stalledShare() float64 { return float64(v.stallers) / float64(max(v.viewers, 1)) }
 
 func (v *viewing) throughputMBps() float64 { return float64(v.bytes) / 1e6 / v.elapsed.Seconds() }
-
-func quantile(v []time.Duration, p float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), v...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
 
 // watch runs paced viewers against bases (spread over them; none: each
 // request to the next edge, round robin) for warm and
