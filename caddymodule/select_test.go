@@ -135,3 +135,46 @@ func TestStaticUpstreamsTrackedBeforeTraffic(t *testing.T) {
 		t.Fatal("the handler's pool is not the policy's cached pool")
 	}
 }
+
+// TestSelectPassesOverUnavailable: an upstream that Caddy calls
+// unavailable after the plan was made (here it reached its max_requests)
+// is never chosen, though it has the fewest requests in flight, or as few
+// as the others.
+func TestSelectPassesOverUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		counts []int
+		want   int // the upstream chosen every time; -1: either of 0 and 2
+	}{
+		{"fewest", []int{2, 1, 3}, 0},
+		{"tied", []int{1, 1, 1}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, dials, r := newTestPolicy(t, 3)
+			pool, release := holdInFlight(t, dials, tc.counts)
+			defer release()
+			for _, d := range dials {
+				r.load[d].Store(10)
+			}
+			trust(t, p, pool, r)
+			pool[1].MaxRequests = 1 // full now: no report, so the plan stands
+			counts := make([]int, 3)
+			for range 300 {
+				u := p.Select(pool, nil, nil)
+				for i := range pool {
+					if u == pool[i] {
+						counts[i]++
+					}
+				}
+			}
+			switch {
+			case counts[1] != 0:
+				t.Fatalf("choices %v: the full upstream was chosen", counts)
+			case tc.want >= 0 && counts[tc.want] != 300:
+				t.Fatalf("choices %v: want all for upstream %d, the least busy available", counts, tc.want)
+			case tc.want < 0 && (counts[0] < 100 || counts[2] < 100):
+				t.Fatalf("choices %v: want about half each for upstreams 0 and 2", counts)
+			}
+		})
+	}
+}

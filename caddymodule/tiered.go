@@ -370,8 +370,8 @@ func (p *TieredSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 			if k < 0 {
 				return nil
 			}
-			i := pl.Candidates[k].Index
-			bp.Count(i, kind)
+			i := pl.Slots()[k].Index
+			bp.Count(int(i), kind)
 			return pool[i]
 		}
 		pl = nil
@@ -407,18 +407,19 @@ func offerAll(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool, fail
 
 // offerPlain is offerAll for the usual request: it failed no try yet, and
 // no candidate needs Offer (pl.Plain). Without those checks and calls it is
-// least_conn's loop (weighed by each candidate's cost), and costs about as
-// much.
+// least_conn's loop (weighed by each candidate's cost), and costs less: it
+// asks Caddy whether a candidate is available only when its load would
+// lead or tie, as no other can be chosen, and that question costs more
+// than the rest of a turn.
 func offerPlain(l *rank.Least, pl *rank.Plan, pool reverseproxy.UpstreamPool) {
 	for k, s := range pl.Slots() {
 		u := pool[s.Index]
-		if !u.Available() {
-			continue
-		}
-		switch n := s.Load(u.NumRequests()); {
-		case l.Empty() || n < l.Least():
-			l.Start(k, n)
-		case n == l.Least():
+		n := s.Load(u.NumRequests())
+		if l.Empty() || n < l.Least() {
+			if u.Available() {
+				l.Start(k, n)
+			}
+		} else if n == l.Least() && u.Available() {
 			l.Tie(k)
 		}
 	}

@@ -19,7 +19,8 @@ package rank
 //  3. Of two drawn at random from those tied for the fewest, one that
 //     outranks the other (a lower tier and a score lower by more than the
 //     hysteresis) wins, then a score lower by more than the hysteresis,
-//     then chance.
+//     then chance. Where the plan knows that no two candidates can
+//     differ so at that load (its evenLoad), chance picks without judging.
 //
 // A candidate on probation is offered only while none of the proxy's
 // requests is on it. A ramping candidate (slow start) is offered only with
@@ -172,8 +173,8 @@ func (l *Least) draw(k int) {
 // (then Decide decides).
 func (pl *Plan) Settled(l *Least) (k int, kind Kind) {
 	if l.ties == 1 && pl.settles {
-		if a := &pl.Candidates[l.pair[0]]; l.least <= a.sameTierLoad {
-			return int(l.pair[0]), a.kind
+		if s := &pl.slots[l.pair[0]]; l.least <= int(s.sameTierLoad) {
+			return int(l.pair[0]), s.kind
 		}
 	}
 	return -1, 0
@@ -192,6 +193,13 @@ func (pl *Plan) Decide(l *Least) (k int, kind Kind, ok bool) {
 
 // decide is Decide without the shortcut of Settled.
 func (pl *Plan) decide(l *Least) (k int, kind Kind, ok bool) {
+	if l.ties >= 2 && l.least <= pl.evenLoad {
+		// No two candidates' scores differ by more than the hysteresis
+		// at this load, nor their tiers from the plan's (a plan that
+		// settles: of ModeTiers, not Lone): chance picks.
+		k = int(l.pair[l.rng.Below(2)])
+		return k, pl.slots[k].kind, true
+	}
 	if l.ties == 0 && l.spareSeen > 0 {
 		l.useSpare(pl)
 	}

@@ -2,6 +2,7 @@ package rank
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -552,5 +553,61 @@ func TestSettledIsTheRule(t *testing.T) {
 	}
 	if settled < 1000 {
 		t.Errorf("Settled decided %d times: the test no longer exercises it", settled)
+	}
+}
+
+// TestEvenLoadIsTheRule: while the least load is within a plan's evenLoad,
+// the rule's third step would go to chance for any two tied candidates
+// (neither outranks the other, and their scores are within the
+// hysteresis), so the shortcut in decide that skips judging them chooses
+// as the rule does.
+func TestEvenLoadIsTheRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	even, judged := 0, 0
+	for round := 0; round < 3000; round++ {
+		p := newTestPool(2+rng.IntN(7), nil)
+		spread := 1 + rng.Float64()*20 // scores close enough to be even, often
+		base := rng.Float64() * 80
+		for i := range p.in {
+			if rng.IntN(5) == 0 {
+				p.serving(i, 20+rng.Float64()*80, rng.Float64()*300)
+			} else {
+				p.report(i, base+rng.Float64()*spread, edgeagent.StateReady, 2)
+			}
+			p.in[i].InFlight = rng.IntN(4)
+		}
+		pl := Build(p.in, p.judge())
+		if !pl.settles {
+			if pl.evenLoad != 0 {
+				t.Fatalf("round %d: evenLoad %d in a plan that does not settle: %+v", round, pl.evenLoad, pl)
+			}
+			continue
+		}
+		for range 5 {
+			var l Least
+			for k := range pl.Candidates {
+				l.Offer(pl, &pl.Candidates[k], k, rng.IntN(6))
+			}
+			if l.ties < 2 {
+				continue
+			}
+			a, b := &pl.Candidates[l.pair[0]], &pl.Candidates[l.pair[1]]
+			as, at := a.judge(pl.th, a.inFlightAt(l.least))
+			bs, bt := b.judge(pl.th, b.inFlightAt(l.least))
+			chance := at == a.tier && bt == b.tier && !Outranks(at, as, bt, bs, pl.Hysteresis) &&
+				!Outranks(bt, bs, at, as, pl.Hysteresis) && math.Abs(as-bs) <= pl.Hysteresis
+			if l.least > pl.evenLoad {
+				judged++
+				continue
+			}
+			even++
+			if !chance {
+				t.Fatalf("round %d: least load %d within evenLoad %d, but the rule judges: %.2f (tier %d) against %.2f (tier %d), hysteresis %g",
+					round, l.least, pl.evenLoad, as, at, bs, bt, pl.Hysteresis)
+			}
+		}
+	}
+	if even < 1000 || judged < 1000 {
+		t.Errorf("%d choices within evenLoad, %d past it: the test no longer exercises both", even, judged)
 	}
 }

@@ -99,6 +99,11 @@ type Plan struct {
 	// settles: a single least loaded candidate still in its planned tier
 	// is the choice (Settled): ModeTiers, not Lone.
 	settles bool
+	// evenLoad: while the least load is at most this, every candidate's
+	// score is within the hysteresis of every other's, in its planned
+	// tier: of tied candidates chance picks, with nothing to judge
+	// (settles plans only; 0: never).
+	evenLoad int
 }
 
 // Candidate is an upstream of a plan. While the plan is current its view
@@ -122,10 +127,6 @@ type Candidate struct {
 	// within CostRatio of it, and for those without an estimate).
 	cost         int32
 	sameTierUpTo int32
-	// sameTierLoad is its load (Load) with sameTierUpTo in flight: a load
-	// is a multiple of cost, so it is at most this exactly when its
-	// requests in flight are at most sameTierUpTo (Settled compares loads).
-	sameTierLoad int
 	Score        float64 // when planned
 	view         *View   // trusted; nil: counted as average
 	average      float64 // for an upstream without a view
@@ -137,6 +138,11 @@ type Candidate struct {
 type Slot struct {
 	Index int32 // in the pool
 	cost  int32 // the candidate's
+	// sameTierLoad is its load (Load) with sameTierUpTo in flight: a load
+	// is a multiple of cost, so it is at most this exactly when its
+	// requests in flight are at most sameTierUpTo (Settled compares loads).
+	sameTierLoad int32
+	kind         Kind // the candidate's, as Settled returns it
 }
 
 // Load is the candidate's Load.
@@ -314,11 +320,66 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		if linked {
 			c.cost = linkCost(c.cost, largestLink/LinkCapacity(&c.view.Report))
 		}
-		c.sameTierLoad = c.Load(int(c.sameTierUpTo))
-		pl.slots[k] = Slot{Index: int32(c.Index), cost: c.cost}
+		pl.slots[k] = Slot{Index: int32(c.Index), cost: c.cost, sameTierLoad: int32(c.Load(int(c.sameTierUpTo))), kind: c.kind}
 	}
 	pl.settles = pl.Mode == ModeTiers && !pl.Lone
+	if pl.settles {
+		pl.evenLoad = evenLoad(pl.Candidates, j.Thresholds, j.Hysteresis)
+	}
 	return pl
+}
+
+// evenLoad is the most load (Candidate.Load) up to which every candidate
+// keeps its planned tier and a score at most hysteresis above the lowest
+// score of any with none in flight: then no two of them differ by more
+// than the hysteresis, so neither outranks nor beats the other (the tie
+// rule's third step goes to chance). Scores only grow with requests, so
+// each candidate's bound is the most in flight that keeps it there.
+func evenLoad(cands []Candidate, th Thresholds, hysteresis float64) int {
+	lowest := math.Inf(1)
+	for k := range cands {
+		s, _ := cands[k].judge(th, 0)
+		lowest = min(lowest, s)
+	}
+	even := math.MaxInt
+	for k := range cands {
+		c := &cands[k]
+		n := c.mostWithin(th, lowest+hysteresis)
+		if n < 0 {
+			return 0
+		}
+		even = min(even, c.Load(n))
+	}
+	return even
+}
+
+// mostWithin is the most requests in flight, up to sameTierUpTo, with
+// which c's score stays at most limit; -1 when it is above with none.
+func (c *Candidate) mostWithin(th Thresholds, limit float64) int {
+	within := func(n int) bool { s, _ := c.judge(th, n); return s <= limit }
+	s0, _ := c.judge(th, 0)
+	if s0 > limit {
+		return -1
+	}
+	upTo := int(c.sameTierUpTo)
+	// A score grows by the same step with each request until a component
+	// is clamped: the step from none to one usually gives the answer,
+	// which two judgements confirm (a plan is built on every report).
+	if s1, _ := c.judge(th, 1); s1 > s0 {
+		g := int(min((limit-s0)/(s1-s0), float64(upTo)))
+		if within(g) && (g == upTo || !within(g+1)) {
+			return g
+		}
+	}
+	lo, hi := 0, upTo+1 // within(lo); nothing from hi on counts
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; within(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }
 
 // linkCost is the cost of a candidate whose cost by capacity is cost and
