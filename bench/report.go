@@ -81,7 +81,8 @@ where a quota of half a CPU makes the balancer the bottleneck rather than the wh
 Players fetch like video players: the first 256 KiB, then sequential Range chunks of 256 KiB–2 MiB
 with 0–40 ms between them, and one seek in ten. Time to first byte is measured at the player. Ratios are per round against the same
 round's ` + "`least_conn`" + ` (or ` + "`round_robin`" + `), shown as median [min–max] over rounds. ` + "`direct`" + ` is the players
-going to the edges themselves, round robin: the ceiling without a balancer hop.
+going to the edges themselves, round robin: the ceiling without a balancer hop. The greedy players of
+(b), (c) and (d) go through the policies only, without ` + "`direct`" + ` and ` + "`tiered-1choice`" + ` (the original rule, measured in (a) and (e)).
 
 `)
 	if res.viewers > 0 {
