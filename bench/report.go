@@ -107,7 +107,9 @@ an edge whose link is shaped advertises it with ` + "`capacity { link_bandwidth 
 advertise none). **Scale.** (i) runs twelve edges, each in a cgroup holding it to a sixth of a CPU
 (together, the machine's two cores), one of them in a network namespace behind a shaped link, and
 three balancer processes over them with every policy; the viewers use the three in turn. The viewers'
-number is set from that system's own capacity, healthy, as above.
+number is set from that system's own capacity, healthy, as above (without ` + "`direct`" + `, which over twelve edges is
+` + "`round_robin`" + ` without the hop). A viewer's chunk still downloading 10 s after the window is cut off there and counts
+with the time it took so far.
 
 `)
 	goals := []string{}

@@ -277,10 +277,10 @@ func run(o options) (*results, error) {
 	if err := reset(sys); err != nil {
 		return nil, err
 	}
-	// The spread depends on where the reports fall in the window: it
-	// spans the longest interval at least.
-	herdWindow := max(o.duration, 5*time.Second)
 	for _, interval := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second} {
+		// The spread depends on where the reports fall in the window: it
+		// spans an interval at least.
+		herdWindow := max(o.duration, interval)
 		log.Printf("scenario e: report interval %s, two balancers", interval)
 		if err := sys.configure(interval, 2); err != nil {
 			return nil, err

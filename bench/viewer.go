@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +19,9 @@ const (
 	lowMark   = 4 * time.Second // under it the viewer fetches
 	highMark  = 6 * time.Second // and fetches up to it
 	chunkPlay = time.Second     // each request asks for this much media
+	// chunkGrace is how long after the window a chunk may still finish;
+	// past it the chunk is cut off (watch).
+	chunkGrace = 10 * time.Second
 )
 
 // viewing is what paced viewers felt in one run of one arm, counted over
@@ -76,6 +80,12 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 	begin := time.Now()
 	start := begin.Add(warm)
 	deadline := start.Add(d)
+	// A chunk still downloading chunkGrace after the window is cut off
+	// there, and counts with the time it took so far: only chunks slower
+	// than that grace (a stalling arm's) are shortened, and the arm does
+	// not hold the run for the client's timeout.
+	cut, cancel := context.WithDeadline(context.Background(), deadline.Add(chunkGrace))
+	defer cancel()
 	// in is how much of [a, b) lies in the measured window.
 	in := func(a, b time.Time) time.Duration {
 		if a.Before(start) {
@@ -112,7 +122,7 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 					} else { // direct: each request to the next edge
 						base = "http://" + sys.edges[int(direct.Add(1))%len(sys.edges)].public
 					}
-					req, _ := http.NewRequest(http.MethodGet, base+f.path, nil)
+					req, _ := http.NewRequestWithContext(cut, http.MethodGet, base+f.path, nil)
 					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
 					t0 := time.Now()
 					resp, err := client.Do(req)
@@ -126,6 +136,16 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 						ok = err == nil && resp.StatusCode == http.StatusPartialContent && n == end-off+1
 					}
 					now := time.Now()
+					if cut.Err() != nil && !ok {
+						// Cut off after the window: the chunk took this long
+						// at least; its viewer's window is over.
+						if !t0.Before(start) {
+							mu.Lock()
+							v.chunks = append(v.chunks, now.Sub(t0))
+							mu.Unlock()
+						}
+						break
+					}
 					if !t0.Before(start) && t0.Before(deadline) {
 						mu.Lock()
 						if ok {
