@@ -122,11 +122,15 @@ with the time it took so far.
 	}
 	for _, r := range res.scenarios {
 		fmt.Fprintf(&b, "## (%s) %s\n\n", r.key, r.title)
+		var intro []string
 		if len(r.arms) > 0 && len(r.arms) < len(res.scenarios[0].arms) {
-			fmt.Fprintf(&b, "Only %s, the goal's arms. ", strings.Join(r.arms, " and "))
+			intro = append(intro, fmt.Sprintf("Greedy players through %s only.", strings.Join(r.arms, ", ")))
 		}
 		if r.rounds != o.rounds {
-			fmt.Fprintf(&b, "Over %d rounds: from one round to the next, an arm's p99 varies by up to 15 %% and its throughput by a few per cent on this shared machine, as much as the goal's margin.\n\n", r.rounds)
+			intro = append(intro, fmt.Sprintf("Over %d rounds: from one round to the next, an arm's p99 varies by up to 15 %% and its throughput by a few per cent on this shared machine, as much as the goal's margin.", r.rounds))
+		}
+		if len(intro) > 0 {
+			b.WriteString(strings.Join(intro, " ") + "\n\n")
 		}
 		if len(r.arms) > 0 {
 			b.WriteString("| arm | p50 TTFB ms | p99 TTFB ms | p99 chunk ms | MB/s | errors | share edge-1 / 2 / 3 | p99 vs least_conn | p50 vs least_conn |\n|---|---|---|---|---|---|---|---|---|\n")
