@@ -16,8 +16,11 @@ import (
 // stream a 48 MiB file through the LB: every stream in progress completes
 // with every byte. Meanwhile eight loops make new requests: a request on a
 // connection opened at a reload instant may fail (the connection closes
-// before an answer: curl's 52 or 56), as with stock Caddy; the test counts
-// those and checks that every answer that does come is right.
+// before an answer: curl's 52 or 56), as with stock Caddy, and so may one
+// whose first try an edge closed at that instant: stock Caddy answers it
+// 502, empty, since the old config's end also ends the wait before its
+// retry (reverseproxy's tryAgain). The test counts those, at most one a
+// reload, and checks that every other answer is right.
 func TestReloadBreaksNoStreamInProgress(t *testing.T) {
 	want := readLibrary(t, "big.bin")
 	s := startShipped(t)
@@ -63,7 +66,7 @@ func TestReloadBreaksNoStreamInProgress(t *testing.T) {
 	// New requests all along.
 	stop := make(chan struct{})
 	var loops sync.WaitGroup
-	var requests, dropped, wrong atomic.Int64
+	var requests, dropped, cut, wrong atomic.Int64
 	sample := readLibrary(t, "sample.mp4")
 	for i := 0; i < 8; i++ {
 		loops.Add(1)
@@ -84,9 +87,12 @@ func TestReloadBreaksNoStreamInProgress(t *testing.T) {
 				}
 				body, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if err != nil {
+				switch {
+				case err != nil:
 					dropped.Add(1)
-				} else if resp.StatusCode != http.StatusOK || !bytes.Equal(body, sample) {
+				case resp.StatusCode == http.StatusBadGateway && len(body) == 0:
+					cut.Add(1)
+				case resp.StatusCode != http.StatusOK || !bytes.Equal(body, sample):
 					wrong.Add(1)
 					t.Errorf("a new request during the reloads: %d, %d bytes: want 200 and the file", resp.StatusCode, len(body))
 				}
@@ -98,7 +104,8 @@ func TestReloadBreaksNoStreamInProgress(t *testing.T) {
 	eventually(t, 5*time.Second, "the streams to start", func() (bool, string) {
 		return started.Load() == 6, fmt.Sprint(started.Load(), " started")
 	})
-	for i := 0; i < 5; i++ {
+	const reloads = 5
+	for i := 0; i < reloads; i++ {
 		time.Sleep(500 * time.Millisecond)
 		s.reload(t)
 	}
@@ -109,5 +116,8 @@ func TestReloadBreaksNoStreamInProgress(t *testing.T) {
 	for err := range streamErrs {
 		t.Error(err)
 	}
-	t.Logf("new requests during 5 reloads: %d, %d dropped at a reload instant, %d wrong", requests.Load(), dropped.Load(), wrong.Load())
+	if cut.Load() > reloads {
+		t.Errorf("%d new requests answered 502 during %d reloads: more than one a reload instant", cut.Load(), reloads)
+	}
+	t.Logf("new requests during %d reloads: %d, %d dropped at a reload instant, %d answered 502 there, %d wrong", reloads, requests.Load(), dropped.Load(), cut.Load(), wrong.Load())
 }
