@@ -371,9 +371,18 @@ func (c *Candidate) mostWithin(th Thresholds, limit float64) int {
 			return g
 		}
 	}
-	lo, hi := 0, upTo+1 // within(lo); nothing from hi on counts
+	return mostWhile(upTo, within)
+}
+
+// mostWhile is the most n from 0 to upTo for which holds(n), given that
+// holds(0) and that holds, once false, stays false for larger n.
+func mostWhile(upTo int, holds func(int) bool) int {
+	if holds(upTo) {
+		return upTo
+	}
+	lo, hi := 0, upTo // holds(lo), not holds(hi)
 	for hi-lo > 1 {
-		if mid := (lo + hi) / 2; within(mid) {
+		if mid := (lo + hi) / 2; holds(mid) {
 			lo = mid
 		} else {
 			hi = mid
@@ -552,19 +561,7 @@ func (c *Candidate) judge(th Thresholds, inflight int) (float64, Tier) {
 // only raise a score, and a higher score never lowers a tier).
 func (c *Candidate) span(th Thresholds) (Tier, int) {
 	_, tier := c.judge(th, 0)
-	lo, hi := 0, 1<<20
-	if _, t := c.judge(th, hi); t == tier {
-		return tier, hi
-	}
-	for hi-lo > 1 {
-		mid := (lo + hi) / 2
-		if _, t := c.judge(th, mid); t == tier {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return tier, lo
+	return tier, mostWhile(1<<20, func(n int) bool { _, t := c.judge(th, n); return t == tier })
 }
 
 // tierAt is the candidate's tier with inflight of the proxy's requests on it.
