@@ -33,6 +33,8 @@ type options struct {
 	trace    bool
 	only     string // scenario keys to run, e.g. "s"; "" runs all
 	arms     string // comma-separated arms to run; "" runs each scenario's
+	// intervals: comma-separated report intervals (e) runs; "" runs all
+	intervals string
 }
 
 func main() {
@@ -43,9 +45,10 @@ func main() {
 	flag.IntVar(&o.players, "players", 24, "concurrent players")
 	flag.StringVar(&o.only, "scenarios", "", "run only these scenarios, e.g. \"s\" or \"abe\" (for development: the goals need them all)")
 	flag.StringVar(&o.arms, "arms", "", "run only these arms, e.g. \"tiered,least_conn\" (for development)")
+	flag.StringVar(&o.intervals, "intervals", "", "run (e) only at these report intervals, e.g. \"2s,5s\" (for development)")
 	flag.IntVar(&o.viewers, "viewers", 0, "paced viewers (default: -load of the capacity measured at the start)")
 	flag.Float64Var(&o.load, "load", 0.7, "the paced viewers' share of the healthy system's capacity")
-	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's viewers watch (for development)")
+	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's players and viewers run (for development)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
 	duration := flag.Duration("duration", 0, "greedy players' measured time per arm and round, after a second of warm-up (default 4s; (e) takes 5s at least)")
 	flag.Parse()

@@ -223,7 +223,12 @@ func run(o options) (*results, error) {
 				if a.base != "" {
 					bases = []string{a.base}
 				}
+				stopTrace := func() {}
+				if o.trace && a.name == "tiered" {
+					stopTrace = sys.trace("two")
+				}
 				s := play(sys, bases, sc.players, warmup, o.duration)
+				stopTrace()
 				r.samples[a.name] = append(r.samples[a.name], s)
 				if a.name == policyOnly {
 					if bs, err := sys.boardScores("policy"); err == nil {
@@ -278,6 +283,9 @@ func run(o options) (*results, error) {
 		return nil, err
 	}
 	for _, interval := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second} {
+		if o.intervals != "" && !slices.Contains(strings.Split(o.intervals, ","), interval.String()) {
+			continue
+		}
 		// The spread depends on where the reports fall in the window: it
 		// spans an interval at least.
 		herdWindow := max(o.duration, interval)
@@ -288,10 +296,18 @@ func run(o options) (*results, error) {
 		h := &herdResult{interval: interval, cv: map[string][]float64{}}
 		for round := 0; round < o.rounds; round++ {
 			herdArms := []string{"tiered", "tiered-1choice", policyOnly}
+			if o.arms != "" {
+				herdArms = strings.Split(o.arms, ",")
+			}
 			for k := range herdArms {
 				name := herdArms[(k+round)%len(herdArms)] // each round in another order
 				bases := sys.bases(name)
+				stopTrace := func() {}
+				if o.trace && name == "tiered" {
+					stopTrace = sys.trace("two")
+				}
 				s := play(sys, bases, o.players, warmup, herdWindow)
+				stopTrace()
 				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})
 				h.cv[name] = append(h.cv[name], cv)
 				log.Printf("  round %d %-16s spread (CV) per 100 ms %.3f  %v", round+1, name, cv, s.perEdge)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
@@ -55,9 +56,12 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 	}
 	out := map[string][]float64{}
 	for k, family := range families {
+		// family{label=value} picks one series of a family with more.
+		family, want, _ := strings.Cut(strings.TrimSuffix(family, "}"), "{")
+		wantLabel, wantValue, _ := strings.Cut(want, "=")
 		for _, m := range all[family].GetMetric() {
 			name := names[label(m, "upstream")]
-			if label(m, "pool") != pool || name == "" {
+			if label(m, "pool") != pool || name == "" || (wantLabel != "" && label(m, wantLabel) != wantValue) {
 				continue
 			}
 			if out[name] == nil {
@@ -70,12 +74,17 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 }
 
 // trace logs pool's board twice a second until the returned function is
-// called: each edge's score, tier, link utilisation, and whether it is
+// called: each edge's score, tier, link utilisation, capacity estimate
+// (requests per second), CPU and request load, and whether it is
 // full, slow or ejected (-trace, for development).
 func (s *system) trace(pool string) func() {
+	var seen uint64
 	return every(500*time.Millisecond, func() {
+		seen = s.traceEvents(seen)
 		g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier",
-			"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected")
+			"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected",
+			"edgetier_upstream_capacity{resource=requests_per_second}", "edgetier_upstream_load_ratio{component=cpu}",
+			"edgetier_upstream_load_ratio{component=requests}")
 		if err != nil {
 			log.Printf("    trace: %v", err)
 			return
@@ -93,11 +102,48 @@ func (s *system) trace(pool string) func() {
 				if v[5] == 1 {
 					full += " EJECTED"
 				}
-				parts = append(parts, fmt.Sprintf("%s %.0f t%.0f link %.2f%s", e.name, v[0], v[1], v[2], full))
+				parts = append(parts, fmt.Sprintf("%s %.0f t%.0f link %.2f cap %.0f cpu %.2f req %.2f%s", e.name, v[0], v[1], v[2], v[6], v[7], v[8], full))
 			}
 		}
 		log.Printf("    %s: %s", pool, strings.Join(parts, " | "))
 	})
+}
+
+// traceSite names the balancer site that serves the tiered board's
+// dashboard frames while tracing.
+const traceSite = "trace"
+
+// traceEvents logs the tiered board's slow and ejection events after seq,
+// returning the last seq seen.
+func (s *system) traceEvents(seq uint64) uint64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.lbPorts[traceSite]))
+	if err != nil {
+		log.Printf("    trace: %v", err)
+		return seq
+	}
+	defer resp.Body.Close()
+	var frame struct {
+		Events []struct {
+			Seq                     uint64
+			Upstream, Kind, Message string
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&frame); err != nil {
+		log.Printf("    trace: reading the board's events: %v", err)
+		return seq
+	}
+	names := map[string]string{}
+	for _, e := range s.edges {
+		names[e.public] = e.name
+	}
+	last := seq
+	for _, ev := range frame.Events {
+		if ev.Seq > seq && (ev.Kind == "slow" || ev.Kind == "eject" || ev.Kind == "return") {
+			log.Printf("    event: %s %s: %s", names[ev.Upstream], ev.Kind, ev.Message)
+		}
+		last = max(last, ev.Seq)
+	}
+	return last
 }
 
 func label(m *dto.Metric, name string) string {

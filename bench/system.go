@@ -271,6 +271,13 @@ func (s *system) configure(interval time.Duration, lbs int) error {
 		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy %s {\n\t\tlb_policy %s\n\t\t%s\n\t}\n}\n",
 			s.lbPorts[p.name], strings.Join(ups, " "), p.policy, transport)
 	}
+	if s.o.trace {
+		// The tiered board's events (slow, ejected), for the trace.
+		if s.lbPorts[traceSite] == 0 {
+			s.lbPorts[traceSite], _ = cluster.FreePort()
+		}
+		fmt.Fprintf(&cfg, "http://:%d {\n\tbind 127.0.0.1\n\tcdn_dashboard {\n\t\tpool two\n\t}\n}\n", s.lbPorts[traceSite])
+	}
 	text := cfg.String()
 	for k := 0; k < lbs; k++ {
 		// Balancer k+1 has the same sites on ports of its own.
