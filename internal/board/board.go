@@ -289,7 +289,7 @@ func (b *Board) janitor() {
 			b.updateAverage(t.UnixNano())
 			ticks++
 			rotate := ticks%int(latencyWindow/tick) == 0
-			b.judgeLatencies(rotate)
+			b.judgeLatencies(t.UnixNano(), rotate)
 			list := b.Edges()
 			b.updateOutcomes(list, t.UnixNano(), rotate)
 			b.trackRamps(list, t.UnixNano())

@@ -14,6 +14,14 @@ const (
 	latencyWindow  = 5 * time.Second // long enough for a few answers of an idle edge
 	latencySamples = 3               // answers in the window before the measures count
 	averageWeight  = 0.1             // of a new answer in the moving averages: about ten answers
+	// A judgement of slow answers holds for slowHold, twice as long with
+	// each judgement in a row, up to maxSlowHold; then the edge's answers
+	// are forgotten and it is tried again one request at a time. An edge
+	// caught in a passing stall (the host busy for a moment) is back
+	// within a second; one that stays slow is offered three requests per
+	// hold, as few as when the window had to empty first.
+	slowHold    = 500 * time.Millisecond
+	maxSlowHold = 8 * time.Second
 )
 
 // latency is one upstream's measures. Observations come from every proxied
@@ -26,10 +34,15 @@ type latency struct {
 	measures    atomic.Pointer[rank.Latency]
 	slow        atomic.Bool // clearly slower than the pool's best
 	announced   atomic.Bool // a slow episode was reported
-	// probation: it was slow and its window emptied. It is tried again
-	// one request at a time until its measures count, so a starved edge,
-	// whose answers take long to come back, is not sent a crowd meanwhile.
+	// probation: it was slow and its hold ended, or its window emptied.
+	// It is tried again one request at a time until its measures count,
+	// so a starved edge, whose answers take long to come back, is not
+	// sent a crowd meanwhile.
 	probation atomic.Bool
+	// heldUntil is when the judgement of its answers as slow ends (unix
+	// nanoseconds; 0: none); holds counts the judgements in a row.
+	heldUntil atomic.Int64
+	holds     atomic.Int32
 }
 
 // observe records one answer's time to first byte d, for a request sent
@@ -70,6 +83,23 @@ func (l *latency) rotate() {
 	}
 }
 
+// forget drops every answer, for a judgement afresh.
+func (l *latency) forget() {
+	l.cur.Store(0)
+	l.prev.Store(0)
+	l.nCur.Store(0)
+	l.nPrev.Store(0)
+	l.average.Store(0)
+	l.perRequest.Store(0)
+}
+
+// hold judges the answers slow from now for the hold this judgement in a
+// row earns.
+func (l *latency) hold(now int64) {
+	n := min(l.holds.Add(1), 8)
+	l.heldUntil.Store(now + int64(min(slowHold<<(n-1), maxSlowHold)))
+}
+
 // refresh recomputes the measures from the windows.
 func (l *latency) refresh() rank.Latency {
 	var m rank.Latency
@@ -94,9 +124,9 @@ func (l *latency) current() rank.Latency {
 }
 
 // judgeLatencies refreshes every upstream's measures and marks the clearly
-// slower ones (each tick; rotate starts a window): slower in the answers
-// the proxy saw, or in its agent's answers to the polls.
-func (b *Board) judgeLatencies(rotate bool) {
+// slower ones (each tick, at now; rotate starts a window): slower in the
+// answers the proxy saw, or in its agent's answers to the polls.
+func (b *Board) judgeLatencies(now int64, rotate bool) {
 	list := b.Edges()
 	ms := make([]rank.Latency, len(list))
 	probes := make([]rank.Latency, len(list))
@@ -105,12 +135,20 @@ func (b *Board) judgeLatencies(rotate bool) {
 			e.latency.rotate()
 			e.probe.rotate()
 		}
+		if until := e.latency.heldUntil.Load(); until != 0 && now >= until {
+			e.latency.heldUntil.Store(0)
+			e.latency.forget()
+		}
 		ms[i], probes[i] = e.latency.refresh(), e.probe.refresh()
 	}
 	best, bestProbe := rank.BestLatency(ms), rank.BestLatency(probes)
 	for i, e := range list {
 		m, p := ms[i], probes[i]
-		slowAnswers, slowProbe := m.SlowerThan(best), p.SlowerThan(bestProbe)
+		held := e.latency.heldUntil.Load() != 0
+		slowAnswers, slowProbe := held || m.SlowerThan(best), p.SlowerThan(bestProbe)
+		if slowAnswers && !held {
+			e.latency.hold(now)
+		}
 		e.latency.probation.Store(m.Base == 0 && e.latency.announced.Load())
 		e.latency.slow.Store(slowAnswers || slowProbe)
 		// Said once per episode: a slow edge's window empties while it is
@@ -122,6 +160,7 @@ func (b *Board) judgeLatencies(rotate bool) {
 				rounded(m.Base), rounded(m.Typical), rounded(m.Service), rounded(best.Base), rounded(best.Typical), rounded(best.Service))
 		case !slowAnswers && m.Base > 0 && e.latency.announced.Load():
 			e.latency.announced.Store(false)
+			e.latency.holds.Store(0)
 			b.AddEvent(e.dial, "slow", "no longer clearly slower (%s at best)", rounded(m.Base))
 		}
 		switch {

@@ -114,7 +114,7 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 					e.latency.observe(tt.fastest[i]+time.Duration(k)*ms, 1)
 				}
 			}
-			b.judgeLatencies(false)
+			b.judgeLatencies(b.clock(), false)
 			if s := shares(pool, ups, 6000); !tt.check(s) {
 				t.Errorf("shares %.3f", s)
 			}
@@ -129,7 +129,7 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 			b.edge("127.0.0.1:1").latency.observe(53*ms, 1)
 			b.edge("127.0.0.2:1").latency.observe(3*ms, 1)
 		}
-		b.judgeLatencies(false)
+		b.judgeLatencies(b.clock(), false)
 		ups[1].(*fakeUpstream).unavailable.Store(true) // the fast one is full
 		for k := 0; k < 100; k++ {
 			if i := pool.Choose(); i != 0 {
@@ -164,4 +164,77 @@ func TestSlowAgentPollsKeepItsEdgeOff(t *testing.T) {
 	waitUntil(t, "the edge no longer slow once its agent answers in time", func() bool {
 		return !b.edge(dials[0]).latency.slow.Load()
 	})
+}
+
+// TestSlowJudgementHoldsThenTriesAgain: answers judged slow keep an edge
+// off for a hold that doubles with each judgement in a row; when it ends
+// the edge's answers are forgotten and it is tried one request at a time,
+// so an edge caught in a passing stall has its share back at once, and
+// one still slow is held again, longer.
+func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		// after is upstream 0's answers once each hold ends, in turn.
+		after [][]time.Duration
+		// heldFor is how long each judgement of slow holds, in turn; the
+		// last one is followed by answers that are not slow.
+		heldFor []time.Duration
+	}{
+		{"a passing stall", [][]time.Duration{{3 * ms, 4 * ms, 3 * ms}}, []time.Duration{slowHold}},
+		{"slow again, then recovered", [][]time.Duration{{53 * ms, 54 * ms, 53 * ms}, {3 * ms, 3 * ms, 4 * ms}},
+			[]time.Duration{slowHold, 2 * slowHold}},
+		{"slow throughout: the hold grows to its bound", [][]time.Duration{
+			{53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms},
+			{53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms}, {3 * ms, 3 * ms, 3 * ms}},
+			[]time.Duration{slowHold, 2 * slowHold, 4 * slowHold, 8 * slowHold, maxSlowHold, maxSlowHold}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, pool, ups := unpolledPool(t, 3)
+			for i := range ups {
+				report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
+			}
+			slow, fast := b.edge("127.0.0.1:1"), []*Edge{b.edge("127.0.0.2:1"), b.edge("127.0.0.3:1")}
+			answer := func(ds ...time.Duration) {
+				for _, d := range ds {
+					slow.latency.observe(d, 1)
+					for _, e := range fast {
+						e.latency.observe(3*ms, 1)
+					}
+				}
+			}
+			// Ahead of the janitor's clock, so its ticks never end a hold.
+			now := b.clock() + int64(time.Hour)
+			judge := func(at int64) {
+				b.judgeLatencies(at, false)
+				b.changed(b.clock())
+			}
+			answer(53*ms, 53*ms, 53*ms)
+			judge(now)
+			for k, hold := range tt.heldFor {
+				if !slow.latency.slow.Load() {
+					t.Fatalf("judgement %d: not slow", k+1)
+				}
+				judge(now + int64(hold) - 1)
+				if s := shares(pool, ups, 300); s[0] != 0 {
+					t.Fatalf("judgement %d: shares %.2f before its hold of %v ended", k+1, s, hold)
+				}
+				now += int64(hold)
+				judge(now)
+				if slow.latency.slow.Load() || !slow.latency.probation.Load() {
+					t.Fatalf("hold %d ended: slow %v, probation %v; want tried again one request at a time",
+						k+1, slow.latency.slow.Load(), slow.latency.probation.Load())
+				}
+				answer(tt.after[k]...)
+				judge(now)
+			}
+			if slow.latency.slow.Load() || slow.latency.probation.Load() {
+				t.Fatal("answers in time again, yet still slow or on probation")
+			}
+			if s := shares(pool, ups, 3000); s[0] < 0.28 {
+				t.Fatalf("shares %.2f: want its third back", s)
+			}
+		})
+	}
 }

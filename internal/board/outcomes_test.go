@@ -53,7 +53,7 @@ func TestErrorsEject(t *testing.T) {
 					answer(b, dialOf(i), a.status, a.n, ms)
 				}
 			}
-			b.judgeLatencies(false)
+			b.judgeLatencies(b.clock(), false)
 			var ejected []int
 			for i := range ups {
 				st := b.edge(dialOf(i)).Status(time.Now())
