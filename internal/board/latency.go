@@ -15,11 +15,14 @@ const (
 	latencySamples = 3               // answers in the window before the measures count
 	averageWeight  = 0.1             // of a new answer in the moving averages: about ten answers
 	// A judgement of slow answers holds for slowHold, twice as long with
-	// each judgement in a row, up to maxSlowHold; then the edge's answers
-	// are forgotten and it is tried again one request at a time. An edge
+	// each judgement in a row (less than maxSlowHold after the hold
+	// before it ended), up to maxSlowHold; then the edge's answers are
+	// forgotten and it is tried again one request at a time. An edge
 	// caught in a passing stall (the host busy for a moment) is back
 	// within a second; one that stays slow is offered three requests per
-	// hold, as few as when the window had to empty first.
+	// hold, as few as when the window had to empty first, even when a
+	// starved edge answers those three in time and is slow again as soon
+	// as a crowd follows.
 	slowHold    = 500 * time.Millisecond
 	maxSlowHold = 8 * time.Second
 )
@@ -40,9 +43,10 @@ type latency struct {
 	// sent a crowd meanwhile.
 	probation atomic.Bool
 	// heldUntil is when the judgement of its answers as slow ends (unix
-	// nanoseconds; 0: none); holds counts the judgements in a row.
-	heldUntil atomic.Int64
-	holds     atomic.Int32
+	// nanoseconds; 0: none), heldEnded when the last one ended; holds
+	// counts the judgements in a row.
+	heldUntil, heldEnded atomic.Int64
+	holds                atomic.Int32
 }
 
 // observe records one answer's time to first byte d, for a request sent
@@ -96,6 +100,9 @@ func (l *latency) forget() {
 // hold judges the answers slow from now for the hold this judgement in a
 // row earns.
 func (l *latency) hold(now int64) {
+	if ended := l.heldEnded.Load(); ended == 0 || now-ended > int64(maxSlowHold) {
+		l.holds.Store(0)
+	}
 	n := min(l.holds.Add(1), 8)
 	l.heldUntil.Store(now + int64(min(slowHold<<(n-1), maxSlowHold)))
 }
@@ -137,6 +144,7 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 		}
 		if until := e.latency.heldUntil.Load(); until != 0 && now >= until {
 			e.latency.heldUntil.Store(0)
+			e.latency.heldEnded.Store(until)
 			e.latency.forget()
 		}
 		ms[i], probes[i] = e.latency.refresh(), e.probe.refresh()
@@ -160,7 +168,6 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 				rounded(m.Base), rounded(m.Typical), rounded(m.Service), rounded(best.Base), rounded(best.Typical), rounded(best.Service))
 		case !slowAnswers && m.Base > 0 && e.latency.announced.Load():
 			e.latency.announced.Store(false)
-			e.latency.holds.Store(0)
 			b.AddEvent(e.dial, "slow", "no longer clearly slower (%s at best)", rounded(m.Base))
 		}
 		switch {

@@ -169,25 +169,31 @@ func TestSlowAgentPollsKeepItsEdgeOff(t *testing.T) {
 // TestSlowJudgementHoldsThenTriesAgain: answers judged slow keep an edge
 // off for a hold that doubles with each judgement in a row; when it ends
 // the edge's answers are forgotten and it is tried one request at a time,
-// so an edge caught in a passing stall has its share back at once, and
-// one still slow is held again, longer.
+// so an edge caught in a passing stall has its share back at once, one
+// still slow is held again, longer, and so is one slow again soon after
+// answering its tries in time (a starved edge answers one request well).
 func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 	ms := time.Millisecond
+	slowTries, fastTries := []time.Duration{53 * ms, 54 * ms, 53 * ms}, []time.Duration{3 * ms, 4 * ms, 3 * ms}
+	type step struct {
+		hold  time.Duration   // the judgement's hold
+		tries []time.Duration // the edge's answers once it ends
+		// again: with tries in time, how long after them its answers are
+		// slow again (the last step's never are)
+		again time.Duration
+	}
 	tests := []struct {
-		name string
-		// after is upstream 0's answers once each hold ends, in turn.
-		after [][]time.Duration
-		// heldFor is how long each judgement of slow holds, in turn; the
-		// last one is followed by answers that are not slow.
-		heldFor []time.Duration
+		name  string
+		steps []step
 	}{
-		{"a passing stall", [][]time.Duration{{3 * ms, 4 * ms, 3 * ms}}, []time.Duration{slowHold}},
-		{"slow again, then recovered", [][]time.Duration{{53 * ms, 54 * ms, 53 * ms}, {3 * ms, 3 * ms, 4 * ms}},
-			[]time.Duration{slowHold, 2 * slowHold}},
-		{"slow throughout: the hold grows to its bound", [][]time.Duration{
-			{53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms},
-			{53 * ms, 53 * ms, 53 * ms}, {53 * ms, 53 * ms, 53 * ms}, {3 * ms, 3 * ms, 3 * ms}},
-			[]time.Duration{slowHold, 2 * slowHold, 4 * slowHold, 8 * slowHold, maxSlowHold, maxSlowHold}},
+		{"a passing stall", []step{{slowHold, fastTries, 0}}},
+		{"slow again, then recovered", []step{{slowHold, slowTries, 0}, {2 * slowHold, fastTries, 0}}},
+		{"slow throughout: the hold grows to its bound", []step{{slowHold, slowTries, 0}, {2 * slowHold, slowTries, 0},
+			{4 * slowHold, slowTries, 0}, {8 * slowHold, slowTries, 0}, {maxSlowHold, slowTries, 0}, {maxSlowHold, fastTries, 0}}},
+		{"tries in time, slow again as soon as a crowd follows", []step{{slowHold, fastTries, 100 * ms},
+			{2 * slowHold, fastTries, 100 * ms}, {4 * slowHold, fastTries, 0}}},
+		{"in time for longer than the longest hold: the next hold is short again", []step{{slowHold, slowTries, 0},
+			{2 * slowHold, fastTries, maxSlowHold + ms}, {slowHold, fastTries, 0}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,24 +216,32 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 				b.judgeLatencies(at, false)
 				b.changed(b.clock())
 			}
-			answer(53*ms, 53*ms, 53*ms)
+			answer(slowTries...)
 			judge(now)
-			for k, hold := range tt.heldFor {
+			for k, st := range tt.steps {
 				if !slow.latency.slow.Load() {
 					t.Fatalf("judgement %d: not slow", k+1)
 				}
-				judge(now + int64(hold) - 1)
+				judge(now + int64(st.hold) - 1)
 				if s := shares(pool, ups, 300); s[0] != 0 {
-					t.Fatalf("judgement %d: shares %.2f before its hold of %v ended", k+1, s, hold)
+					t.Fatalf("judgement %d: shares %.2f before its hold of %v ended", k+1, s, st.hold)
 				}
-				now += int64(hold)
+				now += int64(st.hold)
 				judge(now)
 				if slow.latency.slow.Load() || !slow.latency.probation.Load() {
 					t.Fatalf("hold %d ended: slow %v, probation %v; want tried again one request at a time",
 						k+1, slow.latency.slow.Load(), slow.latency.probation.Load())
 				}
-				answer(tt.after[k]...)
+				answer(st.tries...)
 				judge(now)
+				if st.again > 0 {
+					if slow.latency.slow.Load() {
+						t.Fatalf("tries %d in time, yet slow", k+1)
+					}
+					now += int64(st.again)
+					answer(300*ms, 300*ms, 300*ms)
+					judge(now)
+				}
 			}
 			if slow.latency.slow.Load() || slow.latency.probation.Load() {
 				t.Fatal("answers in time again, yet still slow or on probation")
