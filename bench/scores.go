@@ -78,9 +78,9 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 // (requests per second), CPU and request load, and whether it is
 // full, slow or ejected (-trace, for development).
 func (s *system) trace(pool string) func() {
-	var seen uint64
+	seen := map[string]uint64{}
 	return every(500*time.Millisecond, func() {
-		seen = s.traceEvents(seen)
+		s.traceEvents(seen)
 		g, err := s.boardGauges(pool, "edgetier_upstream_score", "edgetier_upstream_tier",
 			"edgetier_upstream_link_utilisation", "edgetier_upstream_link_headroom", "edgetier_upstream_slow", "edgetier_upstream_ejected",
 			"edgetier_upstream_capacity{resource=requests_per_second}", "edgetier_upstream_load_ratio{component=cpu}",
@@ -113,37 +113,44 @@ func (s *system) trace(pool string) func() {
 // dashboard frames while tracing.
 const traceSite = "trace"
 
-// traceEvents logs the tiered board's slow and ejection events after seq,
-// returning the last seq seen.
-func (s *system) traceEvents(seq uint64) uint64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.lbPorts[traceSite]))
-	if err != nil {
-		log.Printf("    trace: %v", err)
-		return seq
-	}
-	defer resp.Body.Close()
-	var frame struct {
-		Events []struct {
-			Seq                     uint64
-			Upstream, Kind, Message string
-		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&frame); err != nil {
-		log.Printf("    trace: reading the board's events: %v", err)
-		return seq
-	}
+// traceEvents logs the tiered board's slow and ejection events of each
+// balancer after the seq seen of it, and updates seen.
+func (s *system) traceEvents(seen map[string]uint64) {
 	names := map[string]string{}
 	for _, e := range s.edges {
 		names[e.public] = e.name
 	}
-	last := seq
-	for _, ev := range frame.Events {
-		if ev.Seq > seq && (ev.Kind == "slow" || ev.Kind == "eject" || ev.Kind == "return") {
-			log.Printf("    event: %s %s: %s", names[ev.Upstream], ev.Kind, ev.Message)
+	for k := 1; k <= s.nLBs; k++ {
+		site := traceSite
+		if k > 1 {
+			site = fmt.Sprintf("%s@%d", traceSite, k)
 		}
-		last = max(last, ev.Seq)
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.lbPorts[site]))
+		if err != nil {
+			log.Printf("    trace: %v", err)
+			continue
+		}
+		var frame struct {
+			Events []struct {
+				Seq                     uint64
+				Upstream, Kind, Message string
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&frame)
+		resp.Body.Close()
+		if err != nil {
+			log.Printf("    trace: reading the board's events: %v", err)
+			continue
+		}
+		last := seen[site]
+		for _, ev := range frame.Events {
+			if ev.Seq > seen[site] && (ev.Kind == "slow" || ev.Kind == "eject" || ev.Kind == "return") {
+				log.Printf("    event (balancer %d): %s %s: %s", k, names[ev.Upstream], ev.Kind, ev.Message)
+			}
+			last = max(last, ev.Seq)
+		}
+		seen[site] = last
 	}
-	return last
 }
 
 func label(m *dto.Metric, name string) string {

@@ -25,6 +25,13 @@ const (
 	// as a crowd follows.
 	slowHold    = 500 * time.Millisecond
 	maxSlowHold = 8 * time.Second
+	// slowConfirm is how long an edge in good standing must stay clearly
+	// slower before it is judged so: the moving averages follow about
+	// ten answers, a tenth of a second on a busy edge, and a pause of its
+	// process or host that short is no reason to move viewers. In a row
+	// of judgements there is no wait: a starved edge would take a crowd
+	// meanwhile.
+	slowConfirm = 250 * time.Millisecond
 )
 
 // latency is one upstream's measures. Observations come from every proxied
@@ -47,6 +54,9 @@ type latency struct {
 	// counts the judgements in a row.
 	heldUntil, heldEnded atomic.Int64
 	holds                atomic.Int32
+	// suspectSince is when its answers were first seen clearly slower,
+	// not yet judged so (unix nanoseconds; 0: not).
+	suspectSince atomic.Int64
 }
 
 // observe records one answer's time to first byte d, for a request sent
@@ -97,10 +107,32 @@ func (l *latency) forget() {
 	l.perRequest.Store(0)
 }
 
+// confirmed reports whether answers clearly slower at now are judged so:
+// in a row of judgements at once, else once they stay so for slowConfirm.
+func (l *latency) confirmed(now int64) bool {
+	if l.inRow(now) {
+		return true
+	}
+	since := l.suspectSince.Load()
+	if since == 0 {
+		l.suspectSince.Store(now)
+		return false
+	}
+	return now-since >= int64(slowConfirm)
+}
+
+// inRow reports whether a judgement at now continues a row: the last hold
+// ended less than maxSlowHold before.
+func (l *latency) inRow(now int64) bool {
+	ended := l.heldEnded.Load()
+	return ended != 0 && now-ended <= int64(maxSlowHold)
+}
+
 // hold judges the answers slow from now for the hold this judgement in a
 // row earns.
 func (l *latency) hold(now int64) {
-	if ended := l.heldEnded.Load(); ended == 0 || now-ended > int64(maxSlowHold) {
+	l.suspectSince.Store(0)
+	if !l.inRow(now) {
 		l.holds.Store(0)
 	}
 	n := min(l.holds.Add(1), 8)
@@ -153,10 +185,19 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 	for i, e := range list {
 		m, p := ms[i], probes[i]
 		held := e.latency.heldUntil.Load() != 0
-		slowAnswers, slowProbe := held || m.SlowerThan(best), p.SlowerThan(bestProbe)
-		if slowAnswers && !held {
+		switch slower := m.SlowerThan(best); {
+		case slower && !held && e.latency.confirmed(now):
 			e.latency.hold(now)
+			held = true
+		case !slower:
+			e.latency.suspectSince.Store(0)
 		}
+		// The polls judge an edge only while the proxy has no answers of
+		// its own to judge it by (the policy alone, or an edge kept off):
+		// a few polls an interval are a thin sample beside every answer,
+		// and a busy edge's polls wait behind its viewers'.
+		probeSlower := p.SlowerThan(bestProbe)
+		slowAnswers, slowProbe := held, m.Base == 0 && probeSlower
 		e.latency.probation.Store(m.Base == 0 && e.latency.announced.Load())
 		e.latency.slow.Store(slowAnswers || slowProbe)
 		// Said once per episode: a slow edge's window empties while it is
@@ -175,7 +216,7 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 			e.probe.announced.Store(true)
 			b.AddEvent(e.dial, "slow", "its agent answers polls in %s at best, %s typically (the pool's best: %s, %s): kept off while others serve",
 				rounded(p.Base), rounded(p.Typical), rounded(bestProbe.Base), rounded(bestProbe.Typical))
-		case !slowProbe && p.Base > 0 && e.probe.announced.Load():
+		case !probeSlower && p.Base > 0 && e.probe.announced.Load():
 			e.probe.announced.Store(false)
 			b.AddEvent(e.dial, "slow", "its agent answers polls in time again (%s at best)", rounded(p.Base))
 		}

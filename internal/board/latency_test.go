@@ -55,6 +55,16 @@ func report(b *Board, dial string, load float64) {
 	}
 }
 
+// judgeConfirmed judges the latencies twice, slowConfirm apart (ahead of
+// the janitor's clock, which then changes nothing): what is clearly slower
+// both times is judged slow.
+func judgeConfirmed(b *Board) {
+	now := b.clock() + int64(time.Hour)
+	b.judgeLatencies(now, false)
+	b.judgeLatencies(now+int64(slowConfirm), false)
+	b.changed(b.clock())
+}
+
 func shares(p *Pool, ups []Upstream, n int) []float64 {
 	s := make([]float64, len(ups))
 	for k := 0; k < n; k++ {
@@ -114,7 +124,7 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 					e.latency.observe(tt.fastest[i]+time.Duration(k)*ms, 1)
 				}
 			}
-			b.judgeLatencies(b.clock(), false)
+			judgeConfirmed(b)
 			if s := shares(pool, ups, 6000); !tt.check(s) {
 				t.Errorf("shares %.3f", s)
 			}
@@ -129,7 +139,7 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 			b.edge("127.0.0.1:1").latency.observe(53*ms, 1)
 			b.edge("127.0.0.2:1").latency.observe(3*ms, 1)
 		}
-		b.judgeLatencies(b.clock(), false)
+		judgeConfirmed(b)
 		ups[1].(*fakeUpstream).unavailable.Store(true) // the fast one is full
 		for k := 0; k < 100; k++ {
 			if i := pool.Choose(); i != 0 {
@@ -142,7 +152,8 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 // TestSlowAgentPollsKeepItsEdgeOff: without any proxied answer (the policy
 // alone, no transport), an edge whose agent answers polls clearly later
 // than the others' (a CPU-starved edge) is judged slow from the polls'
-// round trips, and kept off while the others serve.
+// round trips, and kept off while the others serve; while the proxy has
+// answers of the edge's own, those judge it instead.
 func TestSlowAgentPollsKeepItsEdgeOff(t *testing.T) {
 	b := newPolledBoard(t, nil)
 	agents := []*fakeAgent{newFakeAgent(t, ""), newFakeAgent(t, ""), newFakeAgent(t, "")}
@@ -160,14 +171,32 @@ func TestSlowAgentPollsKeepItsEdgeOff(t *testing.T) {
 	if s := shares(pool, ups, 300); s[0] != 0 {
 		t.Fatalf("shares %v: want none for the slow edge", s)
 	}
+	// With answers of its own to judge by (the transport), the proxy
+	// believes those: a busy edge's polls wait behind its viewers'.
+	for k := 0; k < latencySamples; k++ {
+		for _, d := range dials {
+			b.edge(d).latency.observe(3*time.Millisecond, 1)
+		}
+	}
+	judgeConfirmed(b)
+	if b.edge(dials[0]).latency.slow.Load() {
+		t.Fatal("judged slow by its polls while its answers are in time")
+	}
+	for _, d := range dials {
+		b.edge(d).latency.forget()
+	}
+	judgeConfirmed(b)
+	if !b.edge(dials[0]).latency.slow.Load() {
+		t.Fatal("its answers forgotten, its polls no longer judge it")
+	}
 	agents[0].delay.Store(0)
 	waitUntil(t, "the edge no longer slow once its agent answers in time", func() bool {
 		return !b.edge(dials[0]).latency.slow.Load()
 	})
 }
 
-// TestSlowJudgementHoldsThenTriesAgain: answers judged slow keep an edge
-// off for a hold that doubles with each judgement in a row; when it ends
+// TestSlowJudgementHoldsThenTriesAgain: answers clearly slower for
+// slowConfirm are judged slow, and keep an edge off for a hold that doubles with each judgement in a row; when it ends
 // the edge's answers are forgotten and it is tried one request at a time,
 // so an edge caught in a passing stall has its share back at once, one
 // still slow is held again, longer, and so is one slow again soon after
@@ -218,6 +247,11 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 			}
 			answer(slowTries...)
 			judge(now)
+			if slow.latency.slow.Load() {
+				t.Fatal("judged slow at once: want it to stay so for a while first")
+			}
+			now += int64(slowConfirm)
+			judge(now)
 			for k, st := range tt.steps {
 				if !slow.latency.slow.Load() {
 					t.Fatalf("judgement %d: not slow", k+1)
@@ -241,6 +275,14 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 					now += int64(st.again)
 					answer(300*ms, 300*ms, 300*ms)
 					judge(now)
+					if inRow := st.again <= maxSlowHold; !inRow {
+						// A new row: judged once it stays slower.
+						if slow.latency.slow.Load() {
+							t.Fatalf("slow again %v after its tries: judged at once, as in a row", st.again)
+						}
+						now += int64(slowConfirm)
+						judge(now)
+					}
 				}
 			}
 			if slow.latency.slow.Load() || slow.latency.probation.Load() {
