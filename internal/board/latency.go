@@ -135,7 +135,7 @@ func (l *latency) hold(now int64) {
 	if !l.inRow(now) {
 		l.holds.Store(0)
 	}
-	n := min(l.holds.Add(1), 8)
+	n := min(l.holds.Add(1), 8) // past 5 the hold is maxSlowHold anyway
 	l.heldUntil.Store(now + int64(min(slowHold<<(n-1), maxSlowHold)))
 }
 
