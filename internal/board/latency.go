@@ -15,8 +15,8 @@ const (
 	latencySamples = 3               // answers in the window before the measures count
 	averageWeight  = 0.1             // of a new answer in the moving averages: about ten answers
 	// A judgement of slow answers holds for slowHold, twice as long with
-	// each judgement in a row (less than maxSlowHold after the hold
-	// before it ended), up to maxSlowHold; then the edge's answers are
+	// each judgement in a row (until its answers have been in time for
+	// maxSlowHold), up to maxSlowHold; then the edge's answers are
 	// forgotten and it is tried again one request at a time. An edge
 	// caught in a passing stall (the host busy for a moment) is back
 	// within a second; one that stays slow is offered three requests per
@@ -55,8 +55,9 @@ type latency struct {
 	heldUntil, heldEnded atomic.Int64
 	holds                atomic.Int32
 	// suspectSince is when its answers were first seen clearly slower,
-	// not yet judged so (unix nanoseconds; 0: not).
-	suspectSince atomic.Int64
+	// not yet judged so; inTimeSince since when they have counted and been
+	// in time, without a hold (unix nanoseconds; 0: not).
+	suspectSince, inTimeSince atomic.Int64
 }
 
 // observe records one answer's time to first byte d, for a request sent
@@ -121,11 +122,16 @@ func (l *latency) confirmed(now int64) bool {
 	return now-since >= int64(slowConfirm)
 }
 
-// inRow reports whether a judgement at now continues a row: the last hold
-// ended less than maxSlowHold before.
+// inRow reports whether a judgement at now continues a row: there was a
+// hold, and its answers have not been in time for maxSlowHold since. An
+// edge without answers (no viewers came, or it is kept off) stays in its
+// row: a starved edge is not let back into good standing by idling.
 func (l *latency) inRow(now int64) bool {
-	ended := l.heldEnded.Load()
-	return ended != 0 && now-ended <= int64(maxSlowHold)
+	if l.heldEnded.Load() == 0 {
+		return false
+	}
+	since := l.inTimeSince.Load()
+	return since == 0 || now-since <= int64(maxSlowHold)
 }
 
 // hold judges the answers slow from now for the hold this judgement in a
@@ -191,6 +197,14 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 			held = true
 		case !slower:
 			e.latency.suspectSince.Store(0)
+		}
+		// In time while neither held nor suspect; a suspicion keeps the
+		// standing it began in.
+		switch {
+		case held || m.Base == 0:
+			e.latency.inTimeSince.Store(0)
+		case e.latency.suspectSince.Load() == 0 && e.latency.inTimeSince.Load() == 0:
+			e.latency.inTimeSince.Store(now)
 		}
 		// The polls judge an edge only while the proxy has no answers of
 		// its own to judge it by (the policy alone, or an edge kept off):

@@ -210,19 +210,23 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 		// again: with tries in time, how long after them its answers are
 		// slow again (the last step's never are)
 		again time.Duration
+		// idle: meanwhile it has no answers at all (no viewers came)
+		idle bool
 	}
 	tests := []struct {
 		name  string
 		steps []step
 	}{
-		{"a passing stall", []step{{slowHold, fastTries, 0}}},
-		{"slow again, then recovered", []step{{slowHold, slowTries, 0}, {2 * slowHold, fastTries, 0}}},
-		{"slow throughout: the hold grows to its bound", []step{{slowHold, slowTries, 0}, {2 * slowHold, slowTries, 0},
-			{4 * slowHold, slowTries, 0}, {8 * slowHold, slowTries, 0}, {maxSlowHold, slowTries, 0}, {maxSlowHold, fastTries, 0}}},
-		{"tries in time, slow again as soon as a crowd follows", []step{{slowHold, fastTries, 100 * ms},
-			{2 * slowHold, fastTries, 100 * ms}, {4 * slowHold, fastTries, 0}}},
-		{"in time for longer than the longest hold: the next hold is short again", []step{{slowHold, slowTries, 0},
-			{2 * slowHold, fastTries, maxSlowHold + ms}, {slowHold, fastTries, 0}}},
+		{"a passing stall", []step{{slowHold, fastTries, 0, false}}},
+		{"slow again, then recovered", []step{{slowHold, slowTries, 0, false}, {2 * slowHold, fastTries, 0, false}}},
+		{"slow throughout: the hold grows to its bound", []step{{slowHold, slowTries, 0, false}, {2 * slowHold, slowTries, 0, false},
+			{4 * slowHold, slowTries, 0, false}, {8 * slowHold, slowTries, 0, false}, {maxSlowHold, slowTries, 0, false}, {maxSlowHold, fastTries, 0, false}}},
+		{"tries in time, slow again as soon as a crowd follows", []step{{slowHold, fastTries, 100 * ms, false},
+			{2 * slowHold, fastTries, 100 * ms, false}, {4 * slowHold, fastTries, 0, false}}},
+		{"in time for longer than the longest hold: the next hold is short again", []step{{slowHold, slowTries, 0, false},
+			{2 * slowHold, fastTries, maxSlowHold + ms, false}, {slowHold, fastTries, 0, false}}},
+		{"idle for longer than the longest hold: the row goes on", []step{{slowHold, slowTries, 0, false},
+			{2 * slowHold, fastTries, maxSlowHold + ms, true}, {4 * slowHold, fastTries, 0, false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,10 +276,14 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 					if slow.latency.slow.Load() {
 						t.Fatalf("tries %d in time, yet slow", k+1)
 					}
+					if st.idle {
+						slow.latency.forget()
+						judge(now + 1)
+					}
 					now += int64(st.again)
 					answer(300*ms, 300*ms, 300*ms)
 					judge(now)
-					if inRow := st.again <= maxSlowHold; !inRow {
+					if inRow := st.again <= maxSlowHold || st.idle; !inRow {
 						// A new row: judged once it stays slower.
 						if slow.latency.slow.Load() {
 							t.Fatalf("slow again %v after its tries: judged at once, as in a row", st.again)
