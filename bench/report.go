@@ -226,6 +226,9 @@ func machine() string {
 }
 
 func plotP99(res *results, path string) error {
+	if len(res.scenarios) == 0 {
+		return nil // (e) alone (-scenarios e): no greedy arms to plot
+	}
 	p := plot.New()
 	p.Title.Text = "p99 time to first byte (median over rounds)"
 	p.Y.Label.Text = "ms"

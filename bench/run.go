@@ -223,10 +223,7 @@ func run(o options) (*results, error) {
 				if a.base != "" {
 					bases = []string{a.base}
 				}
-				stopTrace := func() {}
-				if o.trace && a.name == "tiered" {
-					stopTrace = sys.trace("two")
-				}
+				stopTrace := sys.tracing(o, a.name)
 				s := play(sys, bases, sc.players, warmup, o.duration)
 				stopTrace()
 				r.samples[a.name] = append(r.samples[a.name], s)
@@ -248,10 +245,7 @@ func run(o options) (*results, error) {
 			}
 			for _, k := range rng.Perm(len(r.viewerArms)) {
 				name := r.viewerArms[k]
-				stopTrace := func() {}
-				if o.trace && name == "tiered" {
-					stopTrace = sys.trace("two")
-				}
+				stopTrace := sys.tracing(o, name)
 				var stopSampling func() []float64
 				if sc.linkOf != nil && name == "tiered" {
 					stopSampling = sys.sampleLink(sys.edges[*sc.linkOf])
@@ -302,10 +296,7 @@ func run(o options) (*results, error) {
 			for k := range herdArms {
 				name := herdArms[(k+round)%len(herdArms)] // each round in another order
 				bases := sys.bases(name)
-				stopTrace := func() {}
-				if o.trace && name == "tiered" {
-					stopTrace = sys.trace("two")
-				}
+				stopTrace := sys.tracing(o, name)
 				s := play(sys, bases, o.players, warmup, herdWindow)
 				stopTrace()
 				cv := s.herdingCV([]string{"edge-1", "edge-2", "edge-3"})

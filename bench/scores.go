@@ -73,6 +73,15 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 	return out, nil
 }
 
+// tracing starts the trace of tiered's board (pool two) while arm runs,
+// with -trace; it returns the function that stops it.
+func (s *system) tracing(o options, arm string) func() {
+	if o.trace && arm == "tiered" {
+		return s.trace("two")
+	}
+	return func() {}
+}
+
 // trace logs pool's board twice a second until the returned function is
 // called: each edge's score, tier, link utilisation, capacity estimate
 // (requests per second), CPU and request load, and whether it is
