@@ -50,10 +50,7 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 	if err != nil {
 		return nil, fmt.Errorf("parsing the balancer's metrics: %w", err)
 	}
-	names := map[string]string{}
-	for _, e := range s.edges {
-		names[e.public] = e.name
-	}
+	names := s.edgeNames()
 	out := map[string][]float64{}
 	for k, family := range families {
 		// family{label=value} picks one series of a family with more.
@@ -125,10 +122,7 @@ const traceSite = "trace"
 // traceEvents logs the tiered board's slow and ejection events of each
 // balancer after the seq seen of it, and updates seen.
 func (s *system) traceEvents(seen map[string]uint64) {
-	names := map[string]string{}
-	for _, e := range s.edges {
-		names[e.public] = e.name
-	}
+	names := s.edgeNames()
 	for k := 1; k <= s.nLBs; k++ {
 		site := traceSite
 		if k > 1 {
@@ -160,6 +154,16 @@ func (s *system) traceEvents(seen map[string]uint64) {
 		}
 		seen[site] = last
 	}
+}
+
+// edgeNames maps each edge's public address (the balancers' upstream
+// label) to its name in the bench.
+func (s *system) edgeNames() map[string]string {
+	names := map[string]string{}
+	for _, e := range s.edges {
+		names[e.public] = e.name
+	}
+	return names
 }
 
 func label(m *dto.Metric, name string) string {

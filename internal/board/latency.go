@@ -108,6 +108,39 @@ func (l *latency) forget() {
 	l.perRequest.Store(0)
 }
 
+// release ends a hold that is over at now: the answers are forgotten, for
+// a judgement afresh.
+func (l *latency) release(now int64) {
+	if until := l.heldUntil.Load(); until != 0 && now >= until {
+		l.heldUntil.Store(0)
+		l.heldEnded.Store(until)
+		l.forget()
+	}
+}
+
+// judge judges the answers at now, given whether they count (enough of
+// them) and are clearly slower than the pool's best, and reports whether
+// they are held slow.
+func (l *latency) judge(now int64, counted, slower bool) bool {
+	held := l.heldUntil.Load() != 0
+	switch {
+	case slower && !held && l.confirmed(now):
+		l.hold(now)
+		held = true
+	case !slower:
+		l.suspectSince.Store(0)
+	}
+	// In time while neither held nor suspect; a suspicion keeps the
+	// standing it began in.
+	switch {
+	case held || !counted:
+		l.inTimeSince.Store(0)
+	case l.suspectSince.Load() == 0 && l.inTimeSince.Load() == 0:
+		l.inTimeSince.Store(now)
+	}
+	return held
+}
+
 // confirmed reports whether answers clearly slower at now are judged so:
 // in a row of judgements at once, else once they stay so for slowConfirm.
 func (l *latency) confirmed(now int64) bool {
@@ -180,32 +213,13 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 			e.latency.rotate()
 			e.probe.rotate()
 		}
-		if until := e.latency.heldUntil.Load(); until != 0 && now >= until {
-			e.latency.heldUntil.Store(0)
-			e.latency.heldEnded.Store(until)
-			e.latency.forget()
-		}
+		e.latency.release(now)
 		ms[i], probes[i] = e.latency.refresh(), e.probe.refresh()
 	}
 	best, bestProbe := rank.BestLatency(ms), rank.BestLatency(probes)
 	for i, e := range list {
 		m, p := ms[i], probes[i]
-		held := e.latency.heldUntil.Load() != 0
-		switch slower := m.SlowerThan(best); {
-		case slower && !held && e.latency.confirmed(now):
-			e.latency.hold(now)
-			held = true
-		case !slower:
-			e.latency.suspectSince.Store(0)
-		}
-		// In time while neither held nor suspect; a suspicion keeps the
-		// standing it began in.
-		switch {
-		case held || m.Base == 0:
-			e.latency.inTimeSince.Store(0)
-		case e.latency.suspectSince.Load() == 0 && e.latency.inTimeSince.Load() == 0:
-			e.latency.inTimeSince.Store(now)
-		}
+		held := e.latency.judge(now, m.Base > 0, m.SlowerThan(best))
 		// The polls judge an edge only while the proxy has no answers of
 		// its own to judge it by (the policy alone, or an edge kept off):
 		// a few polls an interval are a thin sample beside every answer,
