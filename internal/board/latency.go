@@ -32,6 +32,9 @@ const (
 	// of judgements there is no wait: a starved edge would take a crowd
 	// meanwhile.
 	slowConfirm = 250 * time.Millisecond
+	// rampAnswers ends the ramp after a hold: by then the edge may have as
+	// many requests in flight as any edge of a busy pool.
+	rampAnswers = 64
 )
 
 // latency is one upstream's measures. Observations come from every proxied
@@ -44,11 +47,15 @@ type latency struct {
 	measures    atomic.Pointer[rank.Latency]
 	slow        atomic.Bool // clearly slower than the pool's best
 	announced   atomic.Bool // a slow episode was reported
-	// probation: it was slow and its hold ended, or its window emptied.
-	// It is tried again one request at a time until its measures count,
-	// so a starved edge, whose answers take long to come back, is not
-	// sent a crowd meanwhile.
-	probation atomic.Bool
+	// probation: it was slow and its hold ended, or its window emptied:
+	// how many of the proxy's requests it may have in flight (0: any).
+	// It is tried one request at a time until its measures count, then
+	// with as many as it has answered since its hold (ramping), so a
+	// starved edge, which answers one request in time and a crowd late,
+	// is caught with a few, not sent the crowd.
+	probation atomic.Int32
+	ramping   atomic.Bool
+	answered  atomic.Int64 // answers since they were last forgotten
 	// heldUntil is when the judgement of its answers as slow ends (unix
 	// nanoseconds; 0: none), heldEnded when the last one ended; holds
 	// counts the judgements in a row.
@@ -74,6 +81,7 @@ func (l *latency) observe(d time.Duration, inflight int) {
 		}
 	}
 	l.nCur.Add(1)
+	l.answered.Add(1)
 	movingAverage(&l.average, float64(n))
 	movingAverage(&l.perRequest, float64(n)/float64(max(inflight, 1)))
 }
@@ -106,6 +114,7 @@ func (l *latency) forget() {
 	l.nPrev.Store(0)
 	l.average.Store(0)
 	l.perRequest.Store(0)
+	l.answered.Store(0)
 }
 
 // release ends a hold that is over at now: the answers are forgotten, for
@@ -115,7 +124,26 @@ func (l *latency) release(now int64) {
 		l.heldUntil.Store(0)
 		l.heldEnded.Store(until)
 		l.forget()
+		l.ramping.Store(true)
 	}
+}
+
+// allowed is how many of the proxy's requests the upstream may have in
+// flight, given whether its measures count (0: any): one while they do not
+// after a slow episode, then after a hold as many as it has answered
+// since, until rampAnswers.
+func (l *latency) allowed(counted bool) int32 {
+	n := l.answered.Load()
+	switch {
+	case !counted && l.announced.Load():
+		return 1
+	case !l.ramping.Load():
+		return 0
+	case n >= rampAnswers:
+		l.ramping.Store(false)
+		return 0
+	}
+	return int32(max(n, 1))
 }
 
 // judge judges the answers at now, given whether they count (enough of
@@ -210,7 +238,11 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 	probes := make([]rank.Latency, len(list))
 	for i, e := range list {
 		if rotate {
-			e.latency.rotate()
+			// A held edge keeps the answers it was judged by until its
+			// hold ends: they tell whether it helps the loaded others.
+			if e.latency.heldUntil.Load() == 0 {
+				e.latency.rotate()
+			}
 			e.probe.rotate()
 		}
 		e.latency.release(now)
@@ -226,8 +258,11 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 		// and a busy edge's polls wait behind its viewers'.
 		probeSlower := p.SlowerThan(bestProbe)
 		slowAnswers, slowProbe := held, m.Base == 0 && probeSlower
-		e.latency.probation.Store(m.Base == 0 && e.latency.announced.Load())
-		e.latency.slow.Store(slowAnswers || slowProbe)
+		e.latency.probation.Store(e.latency.allowed(m.Base > 0))
+		// A hold keeps an edge off for being slower; while the others are
+		// loaded past its fastest answer it no longer is, and it takes
+		// viewers within its hold (the hold, its row and its news go on).
+		e.latency.slow.Store((slowAnswers && !m.Helps(best)) || slowProbe)
 		// Said once per episode: a slow edge's window empties while it is
 		// kept off, and it is probed again, without news.
 		switch {

@@ -149,6 +149,63 @@ func TestSlowUpstreamKeptOff(t *testing.T) {
 	})
 }
 
+// TestHeldSlowEdgeHelpsTheLoaded: an edge held slow for its slow link
+// takes viewers again, within its hold, once the others are loaded past
+// its fastest answer, and is kept off again when they are not; a starved
+// edge, slow in its service time, never is.
+func TestHeldSlowEdgeHelpsTheLoaded(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name    string
+		answers []time.Duration // the slow edge's
+		helps   bool
+	}{
+		{"slow link", []time.Duration{53 * ms, 54 * ms, 53 * ms}, true},
+		{"starved", []time.Duration{2 * ms, 300 * ms, 300 * ms, 300 * ms}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, pool, ups := unpolledPool(t, 3)
+			for i := range ups {
+				report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
+			}
+			slow, fast := b.edge("127.0.0.1:1"), []*Edge{b.edge("127.0.0.2:1"), b.edge("127.0.0.3:1")}
+			for _, d := range tt.answers {
+				slow.latency.observe(d, 1)
+			}
+			// loaded: the fast edges answer in d with inflight requests in
+			// flight, n times.
+			loaded := func(d time.Duration, inflight, n int) {
+				for range n {
+					for _, e := range fast {
+						e.latency.observe(d, inflight)
+					}
+				}
+			}
+			loaded(3*ms, 1, latencySamples)
+			judgeConfirmed(b)
+			if s := shares(pool, ups, 300); !slow.latency.slow.Load() || s[0] != 0 {
+				t.Fatalf("slow %v, shares %.2f: want it judged slow and kept off", slow.latency.slow.Load(), s)
+			}
+			// Two windows go by within its hold, without answers of its own.
+			for range 2 {
+				b.judgeLatencies(b.clock()+int64(time.Hour)+int64(slowConfirm), true)
+				loaded(3*ms, 1, latencySamples)
+			}
+			loaded(90*ms, 30, 60) // their moving averages follow the load
+			judgeConfirmed(b)
+			if s := shares(pool, ups, 3000); (s[0] > 0.1) != tt.helps {
+				t.Fatalf("the others loaded past it: shares %.2f, want it to help: %v", s, tt.helps)
+			}
+			loaded(3*ms, 1, 60)
+			judgeConfirmed(b)
+			if s := shares(pool, ups, 300); s[0] != 0 {
+				t.Fatalf("the others quick again: shares %.2f, want it kept off", s)
+			}
+		})
+	}
+}
+
 // TestSlowAgentPollsKeepItsEdgeOff: without any proxied answer (the policy
 // alone, no transport), an edge whose agent answers polls clearly later
 // than the others' (a CPU-starved edge) is judged slow from the polls'
@@ -266,7 +323,7 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 				}
 				now += int64(st.hold)
 				judge(now)
-				if slow.latency.slow.Load() || !slow.latency.probation.Load() {
+				if slow.latency.slow.Load() || slow.latency.probation.Load() != 1 {
 					t.Fatalf("hold %d ended: slow %v, probation %v; want tried again one request at a time",
 						k+1, slow.latency.slow.Load(), slow.latency.probation.Load())
 				}
@@ -293,7 +350,17 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 					}
 				}
 			}
-			if slow.latency.slow.Load() || slow.latency.probation.Load() {
+			// Its ramp: as many requests in flight as it has answered since
+			// its hold, up to rampAnswers.
+			for n := len(fastTries); n < rampAnswers; n++ {
+				if slow.latency.slow.Load() || slow.latency.probation.Load() != int32(n) {
+					t.Fatalf("%d answers in time since its hold: slow %v, probation %d; want %d in flight allowed",
+						n, slow.latency.slow.Load(), slow.latency.probation.Load(), n)
+				}
+				answer(3 * ms)
+				judge(now)
+			}
+			if slow.latency.slow.Load() || slow.latency.probation.Load() != 0 {
 				t.Fatal("answers in time again, yet still slow or on probation")
 			}
 			if s := shares(pool, ups, 3000); s[0] < 0.28 {

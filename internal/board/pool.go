@@ -62,7 +62,7 @@ func (p *Pool) Replan() *rank.Plan {
 		if e := p.edges[i]; e != nil {
 			e.seen(now, u)
 			in[i].View = e.view.Load()
-			in[i].Slow, in[i].Probation = e.latency.slow.Load(), e.latency.probation.Load()
+			in[i].Slow, in[i].Probation = e.latency.slow.Load(), int(e.latency.probation.Load())
 			in[i].Ejected, in[i].RampSince = e.outcomes.ejectedUntil.Load() != 0, e.outcomes.rampSince.Load()
 			in[i].Full, in[i].Link = e.full(in[i].View, now, cfg)
 		}

@@ -22,8 +22,8 @@ package rank
 //     then chance. Where the plan knows that no two candidates can
 //     differ so at that load (its evenLoad), chance picks without judging.
 //
-// A candidate on probation is offered only while none of the proxy's
-// requests is on it. A ramping candidate (slow start) is offered only with
+// A candidate on probation is offered only while fewer of the proxy's
+// requests than its probation allows are on it. A ramping candidate (slow start) is offered only with
 // its ramp's odds: passed over, it is kept aside, and chosen only when
 // nothing else was offered. Ejected upstreams are not candidates at all
 // (Build). Decide says when what it chose no longer fits the
@@ -70,7 +70,7 @@ func (l *Least) Offer(pl *Plan, c *Candidate, k, inflight int) {
 }
 
 func (l *Least) offerSpecial(th Thresholds, c *Candidate, k, inflight int) {
-	if c.Probation && inflight > 0 {
+	if c.probation > 0 && inflight >= int(c.probation) {
 		return
 	}
 	if c.ramp != 0 && l.rng.Below(rampScale) >= uint32(c.ramp) {

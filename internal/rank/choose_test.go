@@ -393,12 +393,23 @@ func TestChoose(t *testing.T) {
 		{"on probation: nothing while one of ours is on it", 2, nil, false, func(p *testPool) {
 			p.report(0, 10, ready, 2)
 			p.report(1, 40, ready, 2)
-			p.in[0].Probation, p.in[0].InFlight = true, 1
+			p.in[0].Probation, p.in[0].InFlight = 1, 1
 		}, []check{none(0), near(1, 1, 0)}},
 		{"on probation: one request at a time", 2, nil, false, func(p *testPool) {
 			p.report(0, 10, ready, 2)
 			p.report(1, 10, ready, 2)
-			p.in[0].Probation = true
+			p.in[0].Probation = 1
+		}, []check{some(0, 0.3)}},
+		{"on probation of four: nothing while four of ours are on it", 2, nil, false, func(p *testPool) {
+			p.report(0, 10, ready, 2)
+			p.report(1, 40, ready, 2)
+			p.in[0].Probation, p.in[0].InFlight = 4, 4
+		}, []check{none(0), near(1, 1, 0)}},
+		{"on probation of four: served while three are", 2, nil, false, func(p *testPool) {
+			p.report(0, 10, ready, 2)
+			p.report(1, 10, ready, 2)
+			p.in[0].Probation, p.in[0].InFlight = 4, 3
+			p.in[1].InFlight = 5
 		}, []check{some(0, 0.3)}},
 	}
 	for _, tt := range tests {

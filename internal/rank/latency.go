@@ -24,6 +24,7 @@ const (
 	BaseGap      = 10 * time.Millisecond // … and this much above it
 	ServiceRatio = 4                     // service time this many times the pool's best …
 	ServiceGap   = 20 * time.Millisecond // … and this much above it
+	SteadyRatio  = 2                     // a typical answer within this many times the fastest: a fixed delay, not a queue
 )
 
 // BestLatency is the pool's best of each measure among upstreams with a
@@ -50,6 +51,16 @@ func BestLatency(ls []Latency) Latency {
 func (l Latency) SlowerThan(best Latency) bool {
 	return (clearly(l.Base, best.Base, BaseRatio, BaseGap) && l.Base > best.Typical) ||
 		clearly(l.Service, best.Service, ServiceRatio, ServiceGap)
+}
+
+// Helps reports whether l, though judged slower, now answers sooner than
+// the pool's quickest upstreams typically do (they are loaded past its
+// fastest answer) and steadily: its typical answer within SteadyRatio of
+// its fastest. An edge behind a slow link, whose every answer waits the
+// same delay, then relieves them; a starved one, whose answers queue,
+// never does.
+func (l Latency) Helps(best Latency) bool {
+	return l.Base > 0 && l.Base <= best.Typical && l.Typical <= SteadyRatio*l.Base
 }
 
 func clearly(a, b int64, ratio int64, gap time.Duration) bool {

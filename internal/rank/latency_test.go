@@ -29,6 +29,27 @@ func TestSlowerThan(t *testing.T) {
 	}
 }
 
+func TestHelps(t *testing.T) {
+	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
+	tests := []struct {
+		name string
+		l    Latency
+		best Latency
+		want bool
+	}{
+		{"the quickest typically answer later than its fastest", Latency{Base: ms(53), Typical: ms(66)}, Latency{Base: ms(3), Typical: ms(80)}, true},
+		{"the quickest still answer sooner", Latency{Base: ms(53), Typical: ms(66)}, Latency{Base: ms(3), Typical: ms(12)}, false},
+		{"starved: its answers queue far beyond its fastest", Latency{Base: ms(1), Typical: ms(35)}, Latency{Base: ms(1), Typical: ms(80)}, false},
+		{"loaded itself past twice its fastest", Latency{Base: ms(53), Typical: ms(110)}, Latency{Base: ms(3), Typical: ms(120)}, false},
+		{"no answers of its own", Latency{}, Latency{Base: ms(3), Typical: ms(80)}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.l.Helps(tt.best); got != tt.want {
+			t.Errorf("%s: Helps = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestBestLatency(t *testing.T) {
 	got := BestLatency([]Latency{{}, {Base: 5, Typical: 9, Service: 7}, {Base: 3, Typical: 12, Service: 2}})
 	if want := (Latency{Base: 3, Typical: 9, Service: 2}); got != want {

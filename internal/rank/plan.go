@@ -20,8 +20,9 @@ type Input struct {
 	// Slow: clearly slower than the pool's best; no viewers while another
 	// upstream can serve.
 	Slow bool
-	// Probation: it was slow and is tried again one request at a time.
-	Probation bool
+	// Probation: it was slow and is tried again, with at most this many
+	// of the proxy's requests in flight (0: not on probation).
+	Probation int
 	// Ejected: its recent answers were mostly errors (Ejection); no
 	// viewers unless more of the pool is ejected than it allows.
 	Ejected bool
@@ -110,11 +111,13 @@ type Plan struct {
 // cannot have changed: judging it again needs only the in-flight count.
 // (Fields are ordered for size: Choose reads every candidate.)
 type Candidate struct {
-	Index     int // in the pool
-	Probation bool
+	Index int // in the pool
 	// special: Offer must look closer: on probation, the lone candidate
 	// (lone), a candidate of a plan of ModeSingle (single), or ramping.
 	special, lone, single bool
+	// probation: on probation, it may have at most this many of the
+	// proxy's requests in flight (Input.Probation, up to 255; 0: any).
+	probation uint8
 	// ramp is the odds, of rampScale, that it is offered while it ramps up
 	// (slow start); 0: always.
 	ramp uint16
@@ -224,11 +227,11 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		if !u.Available || (u.Ejected && !withEjected) {
 			continue
 		}
-		if (u.Full && adm&admitFull == 0) || ((u.Slow || (u.Probation && u.InFlight > 0)) && adm&admitSlow == 0) {
+		if (u.Full && adm&admitFull == 0) || ((u.Slow || (u.Probation > 0 && u.InFlight >= u.Probation)) && adm&admitSlow == 0) {
 			slowSkipped = true
 			continue
 		}
-		c := Candidate{Index: i, Probation: u.Probation}
+		c := Candidate{Index: i, probation: uint8(min(u.Probation, math.MaxUint8))}
 		switch u.View.Code(j.Now, j.StaleAfter) {
 		case CodeTrusted:
 			fresh++
@@ -307,7 +310,7 @@ func build(in []Input, j *Judge, adm admit, withEjected bool) *Plan {
 		c := &pl.Candidates[k]
 		c.single, c.lone = pl.Mode == ModeSingle, pl.Lone && k == 0
 		c.ramp = rampOdds(Ramp(in[c.Index].RampSince, j.Now, j.SlowStart), len(pl.Candidates))
-		c.special = c.Probation || c.single || c.lone || c.ramp != 0
+		c.special = c.probation > 0 || c.single || c.lone || c.ramp != 0
 		pl.special = pl.special || c.special
 		c.cost = 1
 		// An edge whose report shows it idle has room now, whatever it
