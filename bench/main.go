@@ -48,7 +48,7 @@ func main() {
 	flag.StringVar(&o.intervals, "intervals", "", "run (e) only at these report intervals, e.g. \"2s,5s\" (for development)")
 	flag.IntVar(&o.viewers, "viewers", 0, "paced viewers (default: -load of the capacity measured at the start)")
 	flag.Float64Var(&o.load, "load", 0.7, "the paced viewers' share of the healthy system's capacity")
-	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's players and viewers run (for development)")
+	flag.BoolVar(&o.trace, "trace", false, "log the tiered board twice a second while tiered's players and viewers run, and its viewers' startups over 150 ms (for development)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario (default 3, or 1 with -quick)")
 	duration := flag.Duration("duration", 0, "greedy players' measured time per arm and round, after a second of warm-up (default 4s; (e) takes 5s at least)")
 	flag.Parse()

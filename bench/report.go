@@ -87,7 +87,7 @@ going to the edges themselves, round robin: the ceiling without a balancer hop. 
 `)
 	if res.viewers > 0 {
 		fmt.Fprintf(&b, `**Paced viewers.** After the greedy players, each round runs %d paced viewers through each of the
-viewer arms, for %s after %s of unmeasured start (they join over its first two thirds). `, res.viewers, o.viewing, viewerWarmup)
+viewer arms, for %s after %s of unmeasured start. Each is taken up mid-title, playing with its buffer between the marks, as a viewer already watching: a population joining at once would fill its buffers together, and the window would measure that rush, not the steady state. `, res.viewers, o.viewing, viewerWarmup)
 		if res.capacity > 0 {
 			fmt.Fprintf(&b, "The healthy system delivered %.0f MB/s to the greedy players through `least_conn` at the start of the run; the viewers' number is set so that they take %.0f %% of that. ", res.capacity, 100*o.load)
 		}

@@ -250,7 +250,7 @@ func run(o options) (*results, error) {
 				if sc.linkOf != nil && name == "tiered" {
 					stopSampling = sys.sampleLink(sys.edges[*sc.linkOf])
 				}
-				v := watch(sys, sys.bases(name), res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]))
+				v := watch(sys, sys.bases(name), res.viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|uint64(sc.key[0]), o.traceSlower(name))
 				stopTrace()
 				r.views[name] = append(r.views[name], v)
 				if stopSampling != nil {
@@ -323,7 +323,7 @@ func calibrate(sys *system, o options) (capacity float64, viewers int) {
 	// guess of viewers took, half the number at the bitrate alone, so that
 	// the guess does not fill the system.
 	guess := int(math.Round(o.load * capacity * 1e6 / sys.bitrate() / 2))
-	took := watch(sys, lc, guess, viewerWarmup, o.viewing, 0).throughputMBps()
+	took := watch(sys, lc, guess, viewerWarmup, o.viewing, 0, 0).throughputMBps()
 	viewers = int(math.Round(float64(guess) * o.load * capacity / took))
 	log.Printf("capacity: %.0f MB/s through least_conn; %d viewers took %.0f MB/s at %.2f Mbit/s each: %d viewers take %.0f %% of it",
 		capacity, guess, took, 8*sys.bitrate()/1e6, viewers, 100*o.load)
@@ -351,6 +351,7 @@ const balancerCPUs = 0.5
 // warmup is the unmeasured traffic that starts each arm's measurement.
 const warmup = time.Second
 
-// viewerWarmup is the paced viewers' unmeasured start: they join over
-// its first two thirds, and most have reached their high mark by its end.
+// viewerWarmup is the paced viewers' unmeasured start: taken up
+// mid-title (takeUp), they make their first requests within its first two
+// thirds, and have settled into zaps, seeks and refills by its end.
 const viewerWarmup = 3 * time.Second

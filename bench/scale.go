@@ -88,7 +88,7 @@ func runScale(sys *system, o options, res *results) (*scenarioResult, error) {
 		for _, k := range rng.Perm(len(r.viewerArms)) {
 			name := r.viewerArms[k]
 			chaos := sys.killAndRestart(viewerWarmup, o.viewing, sys.scale[scaleKilledA], sys.scale[scaleKilledB])
-			v := watch(sys, sys.bases(name), viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|'i')
+			v := watch(sys, sys.bases(name), viewers, viewerWarmup, o.viewing, uint64(round+1)<<8|'i', o.traceSlower(name))
 			if err := chaos(); err != nil {
 				return nil, err
 			}

@@ -79,6 +79,15 @@ func (s *system) tracing(o options, arm string) func() {
 	return func() {}
 }
 
+// traceSlower is the startup above which arm's viewers log theirs (-trace:
+// tiered's; 0: none).
+func (o options) traceSlower(arm string) time.Duration {
+	if o.trace && arm == "tiered" {
+		return 150 * time.Millisecond
+	}
+	return 0
+}
+
 // trace logs pool's board twice a second until the returned function is
 // called: each edge's score, tier, link utilisation, capacity estimate
 // (requests per second), CPU and request load, and whether it is

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,11 +69,15 @@ func (v *viewing) throughputMBps() float64 { return float64(v.bytes) / 1e6 / v.e
 // the start, for 6–14 s of wall time, then zaps to another; it fetches a
 // second of media at a time to keep its buffer between the marks, and
 // seeks about once in 20 s of play; a chunk that fails is tried again, up
-// to three times. Viewers join spread over the first
-// two thirds of warm, so the window sees players in every phase. Viewers
+// to three times. Each viewer is taken up mid-title, as one already
+// watching when the run began (takeUp), so the window sees players in
+// every phase of a steady state. Viewers
 // of the same seed behave alike (the same titles, stays and seeks), so
 // arms of a round are compared on the same demand.
-func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed uint64) *viewing {
+//
+// With traceSlower above 0, each startup in the window slower than it is
+// logged with its chunks' edges and times (-trace, for development).
+func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed uint64, traceSlower time.Duration) *viewing {
 	v := &viewing{viewers: viewers, perEdge: map[string]int64{}}
 	var mu sync.Mutex
 	transport := &http.Transport{MaxIdleConnsPerHost: viewers, DisableCompression: true}
@@ -103,11 +109,16 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 		go func(p int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(p), seed))
-			time.Sleep(time.Duration(rng.Int64N(int64(warm) * 2 / 3)))
 			var pl viewer
-			for time.Now().Before(deadline) {
+			var startChunks []string // of the title not yet started, for the trace
+			for first := true; time.Now().Before(deadline); first = false {
+				startChunks = startChunks[:0]
 				f := sys.files[rng.IntN(len(sys.files))]
-				pl.zap(f, time.Now(), time.Duration(6e9+rng.Int64N(8e9)))
+				if stay := time.Duration(6e9 + rng.Int64N(8e9)); first {
+					pl.takeUp(f, time.Now(), stay, rng)
+				} else {
+					pl.zap(f, time.Now(), stay)
+				}
 				failed := 0
 				for !pl.done(time.Now()) && time.Now().Before(deadline) {
 					if wait := pl.idle(); wait > 0 {
@@ -169,7 +180,16 @@ func watch(sys *system, bases []string, viewers int, warm, d time.Duration, seed
 					}
 					failed = 0
 					pl.advance(now, in)
+					starting := !pl.started
+					if starting && traceSlower > 0 {
+						startChunks = append(startChunks, fmt.Sprintf("%s at %.3fs: first byte %.0f ms, whole %.0f ms",
+							resp.Header.Get("X-Edge"), t0.Sub(begin).Seconds(), ttfb.Seconds()*1e3, now.Sub(t0).Seconds()*1e3))
+					}
 					pl.got(now, in)
+					if starting && pl.started && traceSlower > 0 && !pl.joined.Before(start) && now.Sub(pl.joined) > traceSlower {
+						log.Printf("    slow startup: %.0f ms from %.3fs through %s: %s", now.Sub(pl.joined).Seconds()*1e3,
+							pl.joined.Sub(begin).Seconds(), base, strings.Join(startChunks, "; "))
+					}
 					if pl.playing && rng.Float64() < float64(chunkPlay)/float64(20*time.Second) {
 						pl.seek(now, time.Duration(rng.Int64N(int64(f.duration))))
 					}
@@ -215,6 +235,20 @@ func (p *viewer) zap(f video, now time.Time, stay time.Duration) {
 	p.f, p.joined, p.leaveAt = f, now, now.Add(stay)
 	p.started, p.playing, p.seeking, p.filling = false, false, false, true
 	p.pos, p.buffered, p.since = 0, 0, now
+}
+
+// takeUp starts the viewer mid-title, as one already watching when the
+// run began: at a random point of f, playing, its buffer between the
+// marks, with a random part of stay left. A population that joined all at
+// once would fill its buffers together: at 70 % of capacity the spare
+// 30 % drains those first fills for about ten seconds, and the window
+// would measure that rush rather than the steady state of zaps, seeks and
+// refills.
+func (p *viewer) takeUp(f video, now time.Time, stay time.Duration, rng *rand.Rand) {
+	p.zap(f, now, time.Duration(rng.Int64N(int64(stay))))
+	p.pos = time.Duration(rng.Int64N(int64(f.duration)))
+	p.buffered = min(p.pos+lowMark+time.Duration(rng.Int64N(int64(highMark-lowMark))), f.duration)
+	p.started, p.playing, p.filling = true, true, false
 }
 
 // done: the viewer leaves the title when its stay is over or the title
