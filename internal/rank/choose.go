@@ -23,9 +23,9 @@ package rank
 //     differ so at that load (its evenLoad), chance picks without judging.
 //
 // A candidate on probation is offered only while fewer of the proxy's
-// requests than its probation allows are on it. A ramping candidate (slow start) is offered only with
-// its ramp's odds: passed over, it is kept aside, and chosen only when
-// nothing else was offered. Ejected upstreams are not candidates at all
+// requests than its probation allows are on it. A ramping candidate (slow
+// start) is offered only with its ramp's odds: passed over, it is kept
+// aside, and chosen only when nothing else was offered. Ejected upstreams are not candidates at all
 // (Build). Decide says when what it chose no longer fits the
 // plan (it climbed above the plan's tiers, or nothing offered could
 // serve): the caller plans again from what it sees now and decides again.
