@@ -15,6 +15,34 @@ type sentBytes struct {
 	total atomic.Uint64
 	mark  atomic.Pointer[sentMark]
 	full  atomic.Bool // without headroom at the last judgement
+	// overSince is since when its utilisation has been over the limit
+	// (unix nanoseconds; 0: not over), for fullConfirm.
+	overSince atomic.Int64
+}
+
+// fullConfirm is how long a link must stay over the limit before it is
+// full: viewers' chunks fill a link for a moment now and then, and moving
+// its new viewers at each such moment herds them onto the next link,
+// which fills, and back when this one drains.
+const fullConfirm = time.Second
+
+// judgeFull reports whether the link is full at now, given whether its
+// utilisation is over the limit: over for fullConfirm, or full and not
+// yet back under the limit less its band.
+func (s *sentBytes) judgeFull(over bool, now int64) bool {
+	if !over {
+		s.overSince.Store(0)
+		s.full.Store(false)
+		return false
+	}
+	since := s.overSince.Load()
+	if since == 0 || since > now {
+		s.overSince.Store(now)
+		since = now
+	}
+	full := s.full.Load() || now-since >= int64(fullConfirm)
+	s.full.Store(full)
+	return full
 }
 
 // sentMark is the count at a report.
@@ -79,7 +107,7 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 		sent = rank.Sent{Bytes: e.sent.total.Load() - m.bytes, RateThen: m.rateThen, Elapsed: time.Duration(max(now-m.at, 0))}
 	}
 	l.Utilisation = rank.LinkAt(v, sent)
-	l.Headroom = rank.Headroom(l.Utilisation, limit, e.sent.full.Load())
+	l.Headroom = !e.sent.judgeFull(!rank.Headroom(l.Utilisation, limit, e.sent.full.Load()), now)
 	return l
 }
 
@@ -94,6 +122,5 @@ func (e *Edge) full(v *rank.View, now int64, cfg *Config) (bool, float64) {
 		return e.sent.full.Load(), 0
 	}
 	l := e.link(v, now, cfg.Headroom)
-	e.sent.full.Store(!l.Headroom)
 	return !l.Headroom, l.Utilisation
 }

@@ -36,6 +36,33 @@ func picks(pool *Pool, n, upstreams int) []int {
 // reports it or as the bytes sent it since make it, gets no viewers while
 // another has headroom, and gets them back when its link frees; the
 // metrics say so.
+// TestFullOnlyOnceOverForAWhile: a link over the limit is full only once
+// it has stayed over for fullConfirm; under it, the wait starts again.
+func TestFullOnlyOnceOverForAWhile(t *testing.T) {
+	ms := int64(time.Millisecond)
+	steps := []struct {
+		at   int64 // ms
+		over bool
+		full bool
+	}{
+		{0, true, false},
+		{999, true, false},
+		{1000, true, true},
+		{1100, true, true},
+		{1200, false, false},
+		{1300, true, false},
+		{2299, true, false},
+		{2300, true, true},
+	}
+	var s sentBytes
+	base := time.Now().UnixNano()
+	for _, st := range steps {
+		if got := s.judgeFull(st.over, base+st.at*ms); got != st.full {
+			t.Fatalf("at %d ms, over %v: full %v, want %v", st.at, st.over, got, st.full)
+		}
+	}
+}
+
 func TestLinkHeadroom(t *testing.T) {
 	full, other := newFakeAgent(t, ""), newFakeAgent(t, "")
 	full.setLink(0.95, 1e8)
@@ -70,6 +97,7 @@ edgetier_upstream_link_headroom{pool=%[1]q,upstream=%[4]q} %[5]d
 			t.Fatalf("link utilisation %g, want %s", got, util0)
 		}
 	}
+	waitUntil(t, "the full edge judged full", func() bool { return !b.edge(full.dial()).Status(time.Now()).Link.Headroom })
 	expect(0, 1, "0.95")
 	if problems, err := testutil.CollectAndLint(b.Collector()); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", err, problems)
@@ -79,14 +107,15 @@ edgetier_upstream_link_headroom{pool=%[1]q,upstream=%[4]q} %[5]d
 	waitUntil(t, "the freed edge chosen again", func() bool { pool.Replan(); return picks(pool, 200, 2)[0] > 0 })
 	expect(1, 1, "0.20")
 
-	// The bytes this balancer sent since the report count at once: 95 MB
-	// on a 100 MB/s link fill it whatever the report says.
+	// The bytes this balancer sends count at once, whatever the report
+	// says: 20 MB every 10 ms or so fills a 100 MB/s link (full once over
+	// for fullConfirm).
 	var sent *atomic.Uint64 = b.SentCounter(full.dial())
-	sent.Add(95e6)
-	pool.Replan()
-	if p := picks(pool, 200, 2); p[0] != 0 {
-		t.Fatalf("picks %v: the edge filled by our own bytes must get none", p)
-	}
+	waitUntil(t, "the edge filled by our own bytes left out", func() bool {
+		sent.Add(20e6)
+		pool.Replan()
+		return picks(pool, 200, 2)[0] == 0
+	})
 	if st := b.edge(full.dial()).Status(time.Now()); st.Link.Headroom || st.Link.Utilisation < 0.9 {
 		t.Fatalf("link %+v: want full", st.Link)
 	}
