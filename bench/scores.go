@@ -73,7 +73,7 @@ func (s *system) boardGauges(pool string, families ...string) (map[string][]floa
 // tracing starts the trace of tiered's board (pool two) while arm runs,
 // with -trace; it returns the function that stops it.
 func (s *system) tracing(o options, arm string) func() {
-	if o.trace && arm == "tiered" {
+	if o.traced(arm) {
 		return s.trace("two")
 	}
 	return func() {}
@@ -82,11 +82,14 @@ func (s *system) tracing(o options, arm string) func() {
 // traceSlower is the startup above which arm's viewers log theirs (-trace:
 // tiered's; 0: none).
 func (o options) traceSlower(arm string) time.Duration {
-	if o.trace && arm == "tiered" {
+	if o.traced(arm) {
 		return 150 * time.Millisecond
 	}
 	return 0
 }
+
+// traced reports whether -trace follows arm: tiered only.
+func (o options) traced(arm string) bool { return o.trace && arm == "tiered" }
 
 // trace logs pool's board twice a second until the returned function is
 // called: each edge's score, tier, link utilisation, capacity estimate

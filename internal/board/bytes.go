@@ -36,7 +36,7 @@ func (s *sentBytes) judgeFull(over bool, now int64) bool {
 		return false
 	}
 	since := s.overSince.Load()
-	if since == 0 || since > now {
+	if since == 0 {
 		s.overSince.Store(now)
 		since = now
 	}
@@ -61,8 +61,10 @@ type Link struct {
 	// Utilisation is the reported one corrected by what the proxy sent
 	// since the report, 0–1.
 	Utilisation float64
-	// Headroom: the utilisation is not above the pool's link_headroom.
+	// Headroom: the utilisation is not above the pool's link_headroom, or
+	// not for long enough to be full (fullConfirm).
 	Headroom bool
+	over     bool // the utilisation is above the limit (rank.Headroom)
 }
 
 // SentCounter is the counter of response body bytes the proxy reads from
@@ -107,7 +109,9 @@ func (e *Edge) link(v *rank.View, now int64, limit float64) Link {
 		sent = rank.Sent{Bytes: e.sent.total.Load() - m.bytes, RateThen: m.rateThen, Elapsed: time.Duration(max(now-m.at, 0))}
 	}
 	l.Utilisation = rank.LinkAt(v, sent)
-	l.Headroom = !e.sent.judgeFull(!rank.Headroom(l.Utilisation, limit, e.sent.full.Load()), now)
+	l.over = !rank.Headroom(l.Utilisation, limit, e.sent.full.Load())
+	// Full as the plans last judged it (full), and over still.
+	l.Headroom = !l.over || !e.sent.full.Load()
 	return l
 }
 
@@ -122,5 +126,5 @@ func (e *Edge) full(v *rank.View, now int64, cfg *Config) (bool, float64) {
 		return e.sent.full.Load(), 0
 	}
 	l := e.link(v, now, cfg.Headroom)
-	return !l.Headroom, l.Utilisation
+	return e.sent.judgeFull(l.over, now), l.Utilisation
 }

@@ -97,7 +97,7 @@ edgetier_upstream_link_headroom{pool=%[1]q,upstream=%[4]q} %[5]d
 			t.Fatalf("link utilisation %g, want %s", got, util0)
 		}
 	}
-	waitUntil(t, "the full edge judged full", func() bool { return !b.edge(full.dial()).Status(time.Now()).Link.Headroom })
+	waitUntil(t, "the full edge judged full", func() bool { pool.Replan(); return !b.edge(full.dial()).Status(time.Now()).Link.Headroom })
 	expect(0, 1, "0.95")
 	if problems, err := testutil.CollectAndLint(b.Collector()); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", err, problems)

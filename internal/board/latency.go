@@ -95,8 +95,13 @@ func movingAverage(a *atomic.Int64, sample float64) {
 
 // rotate starts a new window. An upstream without a sample for a whole
 // window starts its averages afresh, so a recovered edge is judged by its
-// new answers, not by a memory of its slow ones.
+// new answers, not by a memory of its slow ones. A held edge keeps the
+// answers it was judged by until its hold ends: they tell whether it helps
+// the loaded others (rank.Latency.Helps).
 func (l *latency) rotate() {
+	if l.heldUntil.Load() != 0 {
+		return
+	}
 	l.prev.Store(l.cur.Swap(0))
 	n := l.nCur.Swap(0)
 	l.nPrev.Store(n)
@@ -238,11 +243,7 @@ func (b *Board) judgeLatencies(now int64, rotate bool) {
 	probes := make([]rank.Latency, len(list))
 	for i, e := range list {
 		if rotate {
-			// A held edge keeps the answers it was judged by until its
-			// hold ends: they tell whether it helps the loaded others.
-			if e.latency.heldUntil.Load() == 0 {
-				e.latency.rotate()
-			}
+			e.latency.rotate()
 			e.probe.rotate()
 		}
 		e.latency.release(now)

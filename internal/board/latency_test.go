@@ -45,6 +45,16 @@ func unpolledPool(t *testing.T, n int) (*Board, *Pool, []Upstream) {
 	return b, pool, ups
 }
 
+// oneAndTwoFast is an unpolled pool of three equally loaded upstreams:
+// the one whose answers a test judges, and the two fast others.
+func oneAndTwoFast(t *testing.T) (*Board, *Pool, []Upstream, *Edge, []*Edge) {
+	b, pool, ups := unpolledPool(t, 3)
+	for i := range ups {
+		report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
+	}
+	return b, pool, ups, b.edge("127.0.0.1:1"), []*Edge{b.edge("127.0.0.2:1"), b.edge("127.0.0.3:1")}
+}
+
 // report hands upstream i a report whose every component is load, twice.
 func report(b *Board, dial string, load float64) {
 	e := b.edge(dial)
@@ -165,11 +175,7 @@ func TestHeldSlowEdgeHelpsTheLoaded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, pool, ups := unpolledPool(t, 3)
-			for i := range ups {
-				report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
-			}
-			slow, fast := b.edge("127.0.0.1:1"), []*Edge{b.edge("127.0.0.2:1"), b.edge("127.0.0.3:1")}
+			b, pool, ups, slow, fast := oneAndTwoFast(t)
 			for _, d := range tt.answers {
 				slow.latency.observe(d, 1)
 			}
@@ -287,11 +293,7 @@ func TestSlowJudgementHoldsThenTriesAgain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, pool, ups := unpolledPool(t, 3)
-			for i := range ups {
-				report(b, fmt.Sprintf("127.0.0.%d:1", i+1), 10)
-			}
-			slow, fast := b.edge("127.0.0.1:1"), []*Edge{b.edge("127.0.0.2:1"), b.edge("127.0.0.3:1")}
+			b, pool, ups, slow, fast := oneAndTwoFast(t)
 			answer := func(ds ...time.Duration) {
 				for _, d := range ds {
 					slow.latency.observe(d, 1)

@@ -5,14 +5,29 @@ import (
 	"time"
 )
 
+// latencyCase is one row of a table of a predicate of a Latency against
+// the pool's best.
+type latencyCase struct {
+	name string
+	l    Latency
+	best Latency
+	want bool
+}
+
+// checkLatencies runs a table of what predicate (named what) says.
+func checkLatencies(t *testing.T, what string, predicate func(l, best Latency) bool, tests []latencyCase) {
+	t.Helper()
+	for _, tt := range tests {
+		if got := predicate(tt.l, tt.best); got != tt.want {
+			t.Errorf("%s: %s = %v, want %v", tt.name, what, got, tt.want)
+		}
+	}
+}
+
+func ms(n int64) int64 { return n * int64(time.Millisecond) }
+
 func TestSlowerThan(t *testing.T) {
-	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
-	tests := []struct {
-		name string
-		l    Latency
-		best Latency
-		want bool
-	}{
+	checkLatencies(t, "SlowerThan", Latency.SlowerThan, []latencyCase{
 		{"base far above the best", Latency{Base: ms(53)}, Latency{Base: ms(3), Typical: ms(4)}, true},
 		{"base 3x and 20 ms above", Latency{Base: ms(30)}, Latency{Base: ms(10), Typical: ms(12)}, true},
 		{"4x but only 6 ms: noise at this scale", Latency{Base: ms(8)}, Latency{Base: ms(2), Typical: ms(2)}, false},
@@ -21,33 +36,17 @@ func TestSlowerThan(t *testing.T) {
 		{"no best known", Latency{Base: ms(53)}, Latency{}, false},
 		{"service time far above the best", Latency{Base: ms(3), Service: ms(100)}, Latency{Base: ms(3), Typical: ms(3), Service: ms(5)}, true},
 		{"service time 3x: not clearly", Latency{Base: ms(3), Service: ms(60)}, Latency{Base: ms(3), Typical: ms(3), Service: ms(20)}, false},
-	}
-	for _, tt := range tests {
-		if got := tt.l.SlowerThan(tt.best); got != tt.want {
-			t.Errorf("%s: SlowerThan = %v, want %v", tt.name, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestHelps(t *testing.T) {
-	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
-	tests := []struct {
-		name string
-		l    Latency
-		best Latency
-		want bool
-	}{
+	checkLatencies(t, "Helps", Latency.Helps, []latencyCase{
 		{"the quickest typically answer later than its fastest", Latency{Base: ms(53), Typical: ms(66)}, Latency{Base: ms(3), Typical: ms(80)}, true},
 		{"the quickest still answer sooner", Latency{Base: ms(53), Typical: ms(66)}, Latency{Base: ms(3), Typical: ms(12)}, false},
 		{"starved: its answers queue far beyond its fastest", Latency{Base: ms(1), Typical: ms(35)}, Latency{Base: ms(1), Typical: ms(80)}, false},
 		{"loaded itself past twice its fastest", Latency{Base: ms(53), Typical: ms(110)}, Latency{Base: ms(3), Typical: ms(120)}, false},
 		{"no answers of its own", Latency{}, Latency{Base: ms(3), Typical: ms(80)}, false},
-	}
-	for _, tt := range tests {
-		if got := tt.l.Helps(tt.best); got != tt.want {
-			t.Errorf("%s: Helps = %v, want %v", tt.name, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestBestLatency(t *testing.T) {
